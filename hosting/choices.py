@@ -1,0 +1,86 @@
+"""Every enumerated value of the domain, in one place."""
+
+from django.db import models
+
+
+class CustomerStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    SUSPENDED = "suspended", "Suspended"
+
+
+class MemberRole(models.TextChoices):
+    OWNER = "owner", "Owner"
+    MEMBER = "member", "Member"
+
+
+class VirtKind(models.TextChoices):
+    VM = "vm", "Virtual machine"
+    CONTAINER = "container", "Container"
+
+
+class BackendKind(models.TextChoices):
+    LIBVIRT = "libvirt", "libvirt (KVM/QEMU, test driver)"
+
+
+class HostState(models.TextChoices):
+    ONLINE = "online", "Online"
+    MAINTENANCE = "maintenance", "Maintenance"
+    OFFLINE = "offline", "Offline"
+
+
+class ImageFormat(models.TextChoices):
+    QCOW2 = "qcow2", "qcow2"
+    RAW = "raw", "raw"
+
+
+class OSFamily(models.TextChoices):
+    LINUX = "linux", "Linux"
+    BSD = "bsd", "BSD"
+    WINDOWS = "windows", "Windows"
+
+
+class ServerState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    PROVISIONING = "provisioning", "Provisioning"
+    RUNNING = "running", "Running"
+    STOPPED = "stopped", "Stopped"
+    PAUSED = "paused", "Paused"
+    SUSPENDED = "suspended", "Suspended"
+    ERROR = "error", "Error"
+    TERMINATING = "terminating", "Terminating"
+    TERMINATED = "terminated", "Terminated"
+
+
+class IPFamily(models.IntegerChoices):
+    IPV4 = 4, "IPv4"
+    IPV6 = 6, "IPv6"
+
+
+class JobKind(models.TextChoices):
+    PROVISION = "provision", "Provision"
+    START = "start", "Start"
+    STOP = "stop", "Stop (graceful)"
+    FORCE_STOP = "force_stop", "Force stop"
+    REBOOT = "reboot", "Reboot"
+    SUSPEND = "suspend", "Suspend"
+    UNSUSPEND = "unsuspend", "Unsuspend"
+    TERMINATE = "terminate", "Terminate"
+    HOST_REFRESH = "host_refresh", "Refresh host"
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+ACTIVE_JOB_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)
+FINISHED_JOB_STATUSES = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class TokenScope(models.TextChoices):
+    BILLING = "billing", "Billing (acts for every customer)"
+    CUSTOMER = "customer", "Customer (its own customer only)"
+    READ = "read", "Read only"

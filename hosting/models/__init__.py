@@ -1,0 +1,23 @@
+from .audit import AuditEvent
+from .catalog import Image, Plan
+from .customers import Customer, Membership, SSHKey
+from .hosts import Host
+from .jobs import Job
+from .network import IPAddress, IPPool
+from .servers import Server
+from .tokens import APIToken
+
+__all__ = [
+    "APIToken",
+    "AuditEvent",
+    "Customer",
+    "Host",
+    "IPAddress",
+    "IPPool",
+    "Image",
+    "Job",
+    "Membership",
+    "Plan",
+    "SSHKey",
+    "Server",
+]

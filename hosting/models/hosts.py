@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.core.validators import MinValueValidator
+from django.db import models
+
+from ..choices import BackendKind, HostState, VirtKind
+from ..querysets import HostQuerySet
+
+
+class Host(models.Model):
+    """A hypervisor host. Capacity fields are read from the hypervisor, not typed in."""
+
+    name = models.CharField(max_length=100, unique=True)
+    libvirt_uri = models.CharField("libvirt URI", max_length=300, unique=True)
+    backend = models.CharField(
+        max_length=16, choices=BackendKind.choices, default=BackendKind.LIBVIRT
+    )
+    kind = models.CharField(max_length=16, choices=VirtKind.choices, default=VirtKind.VM)
+    state = models.CharField(max_length=16, choices=HostState.choices, default=HostState.OFFLINE)
+    zone = models.CharField(max_length=50, blank=True, default="")
+    storage_pool = models.CharField(
+        max_length=100, default="paddock", help_text="libvirt storage pool for server disks."
+    )
+    network = models.CharField(
+        max_length=100, default="default", help_text="libvirt network the guests attach to."
+    )
+    queue = models.CharField(
+        max_length=100,
+        default="paddock",
+        help_text="Celery queue whose workers run this host's jobs.",
+    )
+    cpus = models.PositiveIntegerField(default=0)
+    memory_mib = models.PositiveBigIntegerField(default=0)
+    disk_gib = models.PositiveBigIntegerField(default=0)
+    cpu_model = models.CharField(max_length=100, blank=True, default="")
+    hypervisor_version = models.CharField(max_length=50, blank=True, default="")
+    cpu_overcommit = models.DecimalField(
+        max_digits=5, decimal_places=2, default=Decimal("4.00"),
+        validators=[MinValueValidator(Decimal("1"))],
+    )
+    ram_overcommit = models.DecimalField(
+        max_digits=5, decimal_places=2, default=Decimal("1.00"),
+        validators=[MinValueValidator(Decimal("1"))],
+    )
+    last_seen = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+
+    objects = HostQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def vcpu_capacity(self) -> int:
+        return int(self.cpus * self.cpu_overcommit)
+
+    @property
+    def memory_capacity_mib(self) -> int:
+        return int(self.memory_mib * self.ram_overcommit)

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator
+from django.db import models
+
+from ..choices import ACTIVE_JOB_STATUSES, JobKind, JobStatus
+from ..querysets import JobQuerySet
+from .hosts import Host
+from .servers import Server
+
+
+class Job(models.Model):
+    """The public contract for asynchronous work: what, how far, how it ended, who asked."""
+
+    kind = models.CharField(max_length=32, choices=JobKind.choices)
+    status = models.CharField(
+        max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED, db_index=True
+    )
+    progress = models.PositiveSmallIntegerField(default=0, validators=[MaxValueValidator(100)])
+    message = models.CharField(max_length=300, blank=True, default="")
+    log = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True, default="")
+    server = models.ForeignKey(
+        Server, on_delete=models.CASCADE, related_name="jobs", null=True, blank=True
+    )
+    host = models.ForeignKey(
+        Host, on_delete=models.SET_NULL, related_name="jobs", null=True, blank=True
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
+    )
+    requested_via_token = models.ForeignKey(
+        "hosting.APIToken", on_delete=models.SET_NULL, null=True, blank=True
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    objects = JobQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["server"],
+                condition=models.Q(status__in=ACTIVE_JOB_STATUSES),
+                name="one_active_job_per_server",
+                violation_error_message="This server already has a job in progress.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(progress__lte=100), name="job_progress_at_most_100"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} #{self.pk} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_JOB_STATUSES

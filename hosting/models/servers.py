@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import uuid
+
+from django.core.validators import RegexValidator
+from django.db import models
+
+from ..choices import ServerState
+from ..querysets import ServerQuerySet
+from .catalog import Image, Plan
+from .customers import Customer, SSHKey
+from .hosts import Host
+
+# RFC 1123 host name: labels of letters, digits and inner hyphens, 63 characters each.
+hostname_validator = RegexValidator(
+    regex=r"^(?=.{1,253}$)([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)"
+    r"(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$",
+    message="Use letters, digits and hyphens (no leading or trailing hyphen), "
+    "with dots between labels of at most 63 characters.",
+)
+
+
+class Server(models.Model):
+    """A VPS. Its `state` changes only through hosting.states and the services."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="servers")
+    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="servers")
+    image = models.ForeignKey(Image, on_delete=models.PROTECT, related_name="servers")
+    host = models.ForeignKey(
+        Host, on_delete=models.PROTECT, related_name="servers", null=True, blank=True
+    )
+    hostname = models.CharField(max_length=253, validators=[hostname_validator])
+    state = models.CharField(
+        max_length=16, choices=ServerState.choices, default=ServerState.PENDING, db_index=True
+    )
+    domain_name = models.CharField("libvirt domain name", max_length=100, unique=True)
+    mac_address = models.CharField(max_length=17, unique=True)
+    ssh_keys = models.ManyToManyField(SSHKey, blank=True, related_name="servers")
+    state_message = models.CharField(max_length=500, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    terminated_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ServerQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["customer", "state"])]
+
+    def __str__(self) -> str:
+        return self.hostname
+
+    def save(self, *args, **kwargs) -> None:
+        if not self.domain_name:
+            self.domain_name = f"paddock-{self.uuid}"
+        super().save(*args, **kwargs)
