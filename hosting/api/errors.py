@@ -38,11 +38,13 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     body: dict[str, Any] = {"status": response.status_code}
     if isinstance(exc, exceptions.ValidationError):
         body["code"] = "invalid"
-        fields = response.data if isinstance(response.data, dict) else {"non_field_errors": response.data}
-        non_field = fields.get("non_field_errors")
-        body["message"] = (
-            str(non_field[0]) if non_field else "The request has invalid fields."
+        fields = (
+            response.data
+            if isinstance(response.data, dict)
+            else {"non_field_errors": response.data}
         )
+        non_field = fields.get("non_field_errors")
+        body["message"] = str(non_field[0]) if non_field else "The request has invalid fields."
         body["fields"] = fields
     else:
         detail = getattr(exc, "detail", None)

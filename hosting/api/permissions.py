@@ -30,8 +30,12 @@ class TokenScopePermission(permissions.BasePermission):
 
 class StaffOnly(permissions.BasePermission):
     def has_permission(self, request, view) -> bool:
-        return bool(request.user and request.user.is_authenticated and request.user.is_staff
-                    and request_access(request).token is None)
+        return bool(
+            request.user
+            and request.user.is_authenticated
+            and request.user.is_staff
+            and request_access(request).token is None
+        )
 
 
 class StaffOrBillingWrites(permissions.BasePermission):

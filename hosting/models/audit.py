@@ -14,9 +14,7 @@ class AuditEvent(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
     )
     actor_repr = models.CharField(max_length=200, blank=True, default="")
-    token = models.ForeignKey(
-        "hosting.APIToken", on_delete=models.SET_NULL, null=True, blank=True
-    )
+    token = models.ForeignKey("hosting.APIToken", on_delete=models.SET_NULL, null=True, blank=True)
     action = models.CharField(max_length=64, db_index=True)
     target_type = models.CharField(max_length=64, blank=True, default="")
     target_id = models.CharField(max_length=64, blank=True, default="")

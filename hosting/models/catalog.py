@@ -19,7 +19,9 @@ class Plan(models.Model):
     snapshot_slots = models.PositiveSmallIntegerField(default=1)
     backup_slots = models.PositiveSmallIntegerField(default=1)
     monthly_price = models.DecimalField(
-        max_digits=10, decimal_places=2, default=Decimal("0.00"),
+        max_digits=10,
+        decimal_places=2,
+        default=Decimal("0.00"),
         validators=[MinValueValidator(Decimal("0"))],
     )
     is_active = models.BooleanField(default=True)

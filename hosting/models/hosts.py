@@ -37,11 +37,15 @@ class Host(models.Model):
     cpu_model = models.CharField(max_length=100, blank=True, default="")
     hypervisor_version = models.CharField(max_length=50, blank=True, default="")
     cpu_overcommit = models.DecimalField(
-        max_digits=5, decimal_places=2, default=Decimal("4.00"),
+        max_digits=5,
+        decimal_places=2,
+        default=Decimal("4.00"),
         validators=[MinValueValidator(Decimal("1"))],
     )
     ram_overcommit = models.DecimalField(
-        max_digits=5, decimal_places=2, default=Decimal("1.00"),
+        max_digits=5,
+        decimal_places=2,
+        default=Decimal("1.00"),
         validators=[MinValueValidator(Decimal("1"))],
     )
     last_seen = models.DateTimeField(null=True, blank=True)

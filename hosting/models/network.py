@@ -30,6 +30,10 @@ class IPPool(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.network})"
 
+    def save(self, *args, **kwargs) -> None:
+        self.family = ipaddress.ip_network(self.network, strict=False).version
+        super().save(*args, **kwargs)
+
     @property
     def ip_network(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
         return ipaddress.ip_network(self.network, strict=True)
@@ -45,14 +49,13 @@ class IPPool(models.Model):
             value = getattr(self, field)
             if value and ipaddress.ip_address(value) not in net:
                 raise ValidationError({field: f"{value} is not inside {net}."})
-        if self.range_start and self.range_end and ipaddress.ip_address(
+        if (
             self.range_start
-        ) > ipaddress.ip_address(self.range_end):
+            and self.range_end
+            and ipaddress.ip_address(self.range_start) > ipaddress.ip_address(self.range_end)
+        ):
             raise ValidationError({"range_end": "The range ends before it starts."})
 
-    def save(self, *args, **kwargs) -> None:
-        self.family = ipaddress.ip_network(self.network, strict=False).version
-        super().save(*args, **kwargs)
 
 
 class IPAddress(models.Model):

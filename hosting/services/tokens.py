@@ -18,7 +18,7 @@ def _digest(key: str) -> str:
 
 
 def find_token(key: str) -> APIToken | None:
-    parts = key.split("_")
+    parts = key.split("_", 2)
     if len(parts) != 3 or parts[0] != "pdk":
         return None
     token = APIToken.objects.select_related("user").filter(prefix=parts[1]).first()
@@ -48,9 +48,11 @@ def issue_token(
         customer = membership.customer
     if scope == TokenScope.CUSTOMER and customer is None:
         raise ServiceError("A customer-scoped token needs a customer.", field="customer")
-    if customer is not None and not user.is_staff and not user.memberships.filter(
-        customer=customer
-    ).exists():
+    if (
+        customer is not None
+        and not user.is_staff
+        and not user.memberships.filter(customer=customer).exists()
+    ):
         raise ServiceError("This user is not a member of that customer.", field="customer")
     if expires_at is not None and expires_at <= timezone.now():
         raise ServiceError("The expiry must be in the future.", field="expires_at")

@@ -1,0 +1,14 @@
+from rest_framework.routers import DefaultRouter
+
+from . import views
+
+router = DefaultRouter()
+router.register("customers", views.CustomerViewSet)
+router.register("plans", views.PlanViewSet)
+router.register("images", views.ImageViewSet)
+router.register("hosts", views.HostViewSet)
+router.register("servers", views.ServerViewSet)
+router.register("jobs", views.JobViewSet)
+router.register("ssh-keys", views.SSHKeyViewSet)
+
+urlpatterns = router.urls

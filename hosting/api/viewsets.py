@@ -1,0 +1,44 @@
+"""The scoped base viewset: every object an API view serves passes through here."""
+
+from __future__ import annotations
+
+from rest_framework import viewsets
+
+from ..access import Access
+from .permissions import request_access
+
+
+class ScopedViewSetMixin:
+    """Restricts `queryset` to what the caller may see, so others' objects are 404.
+
+    Serializer fields that point at other objects (customer, ssh_keys) get the same
+    restriction, so a body cannot name another customer's object either.
+    """
+
+    scoped_fields: tuple[str, ...] = ("customer", "ssh_keys")
+
+    @property
+    def access(self) -> Access:
+        return request_access(self.request)
+
+    def get_queryset(self):
+        return super().get_queryset().visible_to(self.access)
+
+    def get_serializer(self, *args, **kwargs):
+        serializer = super().get_serializer(*args, **kwargs)
+        fields = getattr(serializer, "fields", {})
+        for name in self.scoped_fields:
+            field = fields.get(name)
+            if field is None or field.read_only:
+                continue
+            target = getattr(field, "child_relation", field)
+            target.queryset = target.queryset.visible_to(self.access)
+        return serializer
+
+
+class ScopedModelViewSet(ScopedViewSetMixin, viewsets.ModelViewSet):
+    pass
+
+
+class ScopedReadOnlyViewSet(ScopedViewSetMixin, viewsets.ReadOnlyModelViewSet):
+    pass

@@ -1,0 +1,29 @@
+"""The project's own hypervisor exceptions. Backends raise only these."""
+
+
+class BackendError(Exception):
+    """A hypervisor operation failed; `message` is fit to show to an admin."""
+
+    transient = False
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class HostUnreachable(BackendError):
+    """The host's hypervisor could not be reached; retrying later may work."""
+
+    transient = True
+
+
+class DomainNotFound(BackendError):
+    pass
+
+
+class ImageNotAvailable(BackendError):
+    pass
+
+
+class OperationTimeout(BackendError):
+    transient = True

@@ -1,0 +1,71 @@
+"""IP address management: hand out and free addresses from pools.
+
+Addresses are rows that exist only while assigned; a unique constraint on the address
+makes double assignment impossible. Two concurrent allocations that pick the same
+candidate both try to insert it: one wins, the other retries with the next candidate.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator
+
+from django.db import IntegrityError, transaction
+
+from ..models import IPAddress, IPPool, Server
+from .errors import PoolExhausted
+
+MAX_ATTEMPTS = 64
+
+
+def _candidates(pool: IPPool, used: set[str]) -> Iterator[str]:
+    net = pool.ip_network
+    start = ipaddress.ip_address(pool.range_start) if pool.range_start else None
+    end = ipaddress.ip_address(pool.range_end) if pool.range_end else None
+    reserved = {str(pool.gateway)} if pool.gateway else set()
+    first = start or net.network_address + 1
+    last = end or (net.broadcast_address - 1 if net.version == 4 else net.broadcast_address)
+    current = first
+    while current <= last:
+        text = str(current)
+        if text not in used and text not in reserved:
+            yield text
+        current += 1
+
+
+def allocate(*, server: Server, pool: IPPool) -> IPAddress:
+    used = set(IPAddress.objects.filter(pool=pool).values_list("address", flat=True))
+    for attempt, candidate in enumerate(_candidates(pool, used)):
+        if attempt >= MAX_ATTEMPTS:
+            break
+        try:
+            with transaction.atomic():
+                return IPAddress.objects.create(pool=pool, address=candidate, server=server)
+        except IntegrityError:
+            continue  # taken meanwhile by a concurrent allocation: try the next one
+    raise PoolExhausted(f"IP pool {pool.name} has no free address.")
+
+
+def pools_for(server: Server) -> list[IPPool]:
+    """One active pool per family, preferring the host's zone."""
+    zone = server.host.zone if server.host else ""
+    chosen: dict[int, IPPool] = {}
+    for pool in IPPool.objects.filter(is_active=True).order_by("family", "name"):
+        if pool.zone and pool.zone != zone:
+            continue
+        current = chosen.get(pool.family)
+        if current is None or (pool.zone == zone and not current.zone):
+            chosen[pool.family] = pool
+    return list(chosen.values())
+
+
+def assign_addresses(*, server: Server) -> list[IPAddress]:
+    pools = pools_for(server)
+    if not any(p.family == 4 for p in pools):
+        raise PoolExhausted("No active IPv4 pool serves this host.")
+    return [allocate(server=server, pool=pool) for pool in pools]
+
+
+def release_addresses(*, server: Server) -> int:
+    deleted, _ = IPAddress.objects.filter(server=server).delete()
+    return deleted

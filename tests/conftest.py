@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+import os
+
+import pytest
+from django.conf import settings
+from rest_framework.test import APIClient
+
+from hosting.choices import TokenScope
+from hosting.services.tokens import issue_token
+from workers import embedded_redis
+
+from .factories import (
+    TEST_QUEUE,
+    CustomerFactory,
+    HostFactory,
+    ImageFactory,
+    IPPoolFactory,
+    MembershipFactory,
+    PlanFactory,
+    UserFactory,
+)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def redis_server():
+    """The real Redis: REDIS_URL's when set, otherwise the embedded one, started here."""
+    if os.environ.get("REDIS_URL"):
+        yield settings.REDIS_URL
+        return
+    proc = embedded_redis.start(settings.EMBEDDED_REDIS_SOCKET)
+    yield settings.REDIS_URL
+    if proc is not None:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture
+def celery_worker(transactional_db):
+    """A real Celery worker (in a thread of this process, so that it shares the libvirt
+    test driver's state with the test) consuming this run's queue from the real broker."""
+    from celery.contrib.testing.worker import start_worker
+
+    from config.celery import app
+
+    with start_worker(
+        app,
+        pool="threads",
+        concurrency=2,
+        queues=[TEST_QUEUE],
+        perform_ping_check=False,
+        shutdown_timeout=30,
+    ) as worker:
+        yield worker
+
+
+@pytest.fixture
+def plan(db):
+    return PlanFactory(name="Small", vcpus=1, memory_mib=256, disk_gib=10)
+
+
+@pytest.fixture
+def image(db):
+    return ImageFactory(name="Debian 12", volume_name="debian-12.qcow2")
+
+
+@pytest.fixture
+def host(db):
+    return HostFactory()
+
+
+@pytest.fixture
+def pool(db):
+    return IPPoolFactory(network="192.0.2.0/24", gateway="192.0.2.1")
+
+
+@pytest.fixture
+def customer(db):
+    return CustomerFactory(name="Acme")
+
+
+@pytest.fixture
+def owner(customer):
+    return MembershipFactory(customer=customer, user=UserFactory(username="acme-owner")).user
+
+
+@pytest.fixture
+def other_customer(db):
+    return CustomerFactory(name="Globex")
+
+
+@pytest.fixture
+def other_owner(other_customer):
+    return MembershipFactory(
+        customer=other_customer, user=UserFactory(username="globex-owner")
+    ).user
+
+
+@pytest.fixture
+def staff(db):
+    return UserFactory(username="admin", is_staff=True, is_superuser=True)
+
+
+def token_client(user, scope, customer=None) -> APIClient:
+    _, key = issue_token(user=user, scope=scope, customer=customer)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    return client
+
+
+@pytest.fixture
+def billing_client(staff):
+    return token_client(staff, TokenScope.BILLING)
+
+
+@pytest.fixture
+def owner_client(owner, customer):
+    return token_client(owner, TokenScope.CUSTOMER, customer)
+
+
+@pytest.fixture
+def other_client(other_owner, other_customer):
+    return token_client(other_owner, TokenScope.CUSTOMER, other_customer)
+
+
+@pytest.fixture
+def read_client(owner, customer):
+    return token_client(owner, TokenScope.READ, customer)
+
+
+@pytest.fixture
+def anon_client():
+    return APIClient()

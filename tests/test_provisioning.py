@@ -1,0 +1,114 @@
+"""Provisioning and power control end to end: API -> Job -> real Celery worker -> libvirt."""
+
+from __future__ import annotations
+
+import time
+
+import libvirt
+import pytest
+
+from hosting.choices import JobStatus, ServerState
+from hosting.models import IPAddress, Job, Server
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
+
+
+def wait_job(job_id: int, timeout: float = 30) -> Job:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = Job.objects.get(pk=job_id)
+        if job.status not in (JobStatus.QUEUED, JobStatus.RUNNING):
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} still {job.status} after {timeout}s: {job.log}")
+
+
+def domain_state(server: Server) -> int | None:
+    conn = libvirt.open(server.host.libvirt_uri)
+    try:
+        return conn.lookupByName(server.domain_name).state()[0]
+    except libvirt.libvirtError:
+        return None
+
+
+@pytest.fixture
+def provisioned(celery_worker, billing_client, customer, plan, image, host, pool):
+    resp = billing_client.post(
+        "/api/v1/servers/",
+        {"customer": customer.pk, "plan": plan.pk, "image": image.pk, "hostname": "web-1"},
+        format="json",
+    )
+    assert resp.status_code == 202, resp.content
+    job = wait_job(resp.json()["id"])
+    assert job.status == JobStatus.SUCCEEDED, (job.error, job.log)
+    return Server.objects.get(pk=job.server_id)
+
+
+def test_provision_creates_a_running_domain_with_an_address(provisioned, pool):
+    # given a server created through the API, when its job has run
+    server = provisioned
+    # then the domain exists and runs, and the address is assigned
+    assert server.state == ServerState.RUNNING
+    assert domain_state(server) == libvirt.VIR_DOMAIN_RUNNING
+    assert list(server.addresses.values_list("address", flat=True)) == ["192.0.2.2"]
+    job = server.jobs.get()
+    assert job.progress == 100
+    assert any("Booting" in line for line in job.log)
+
+
+@pytest.mark.parametrize(
+    ("action", "expected_state", "libvirt_state"),
+    [
+        ("stop", ServerState.STOPPED, libvirt.VIR_DOMAIN_SHUTOFF),
+        ("force-stop", ServerState.STOPPED, libvirt.VIR_DOMAIN_SHUTOFF),
+        ("reboot", ServerState.RUNNING, libvirt.VIR_DOMAIN_RUNNING),
+        ("suspend", ServerState.SUSPENDED, libvirt.VIR_DOMAIN_SHUTOFF),
+    ],
+)
+def test_power_actions(provisioned, billing_client, action, expected_state, libvirt_state):
+    server = provisioned
+    resp = billing_client.post(f"/api/v1/servers/{server.uuid}/{action}/")
+    assert resp.status_code == 202, resp.content
+    job = wait_job(resp.json()["id"])
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    server.refresh_from_db()
+    assert server.state == expected_state
+    assert domain_state(server) == libvirt_state
+
+
+def test_start_after_stop_and_unsuspend(provisioned, billing_client):
+    server = provisioned
+    for action, state in [
+        ("stop", ServerState.STOPPED),
+        ("start", ServerState.RUNNING),
+        ("suspend", ServerState.SUSPENDED),
+        ("unsuspend", ServerState.RUNNING),
+    ]:
+        resp = billing_client.post(f"/api/v1/servers/{server.uuid}/{action}/")
+        assert resp.status_code == 202, (action, resp.content)
+        assert wait_job(resp.json()["id"]).status == JobStatus.SUCCEEDED
+        server.refresh_from_db()
+        assert server.state == state, action
+    assert domain_state(server) == libvirt.VIR_DOMAIN_RUNNING
+
+
+def test_illegal_action_is_409(provisioned, billing_client):
+    resp = billing_client.post(f"/api/v1/servers/{provisioned.uuid}/start/")
+    assert resp.status_code == 409
+    assert resp.json()["error"]["code"] == "conflict"
+    assert "running" in resp.json()["error"]["message"]
+
+
+def test_terminate_removes_domain_and_frees_address(provisioned, billing_client):
+    server = provisioned
+    resp = billing_client.delete(f"/api/v1/servers/{server.uuid}/")
+    assert resp.status_code == 202
+    job = wait_job(resp.json()["id"])
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    server.refresh_from_db()
+    assert server.state == ServerState.TERMINATED
+    assert domain_state(server) is None
+    assert not IPAddress.objects.filter(address="192.0.2.2").exists()
+    conn = libvirt.open(server.host.libvirt_uri)
+    pool_vols = conn.storagePoolLookupByName("default-pool").listVolumes()
+    assert f"{server.domain_name}-disk0.qcow2" not in pool_vols
