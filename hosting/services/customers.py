@@ -53,8 +53,7 @@ def create_customer(
 @transaction.atomic
 def add_ssh_key(*, customer: Customer, name: str, public_key: str, request: Any = None) -> SSHKey:
     key = SSHKey(customer=customer, name=name, public_key=public_key)
-    key.full_clean(exclude=["fingerprint"])
-    key.clean()
+    key.full_clean(exclude=["fingerprint"], validate_constraints=False)
     if SSHKey.objects.filter(customer=customer, fingerprint=key.fingerprint).exists():
         raise ValidationError({"public_key": ["This key is already saved."]})
     if SSHKey.objects.filter(customer=customer, name=name).exists():

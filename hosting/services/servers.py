@@ -24,7 +24,11 @@ from .placement import choose_host
 
 
 def lock_server(server_id: int) -> Server:
-    return Server.objects.select_for_update().select_related("host", "customer").get(pk=server_id)
+    return (
+        Server.objects.select_for_update(of=("self",))
+        .select_related("host", "customer")
+        .get(pk=server_id)
+    )
 
 
 def new_mac() -> str:
