@@ -188,3 +188,43 @@ def test_expired_and_revoked_tokens_are_401(owner, customer, server):
     assert client.get("/api/v1/servers/").status_code == 401
     client.credentials(HTTP_AUTHORIZATION="Bearer pdk_nothere_x")
     assert client.get("/api/v1/servers/").status_code == 401
+
+
+def test_catalogue_writes_are_staff_only_and_audited(staff):
+    from rest_framework.test import APIClient
+
+    from hosting.models import AuditEvent
+
+    client = APIClient()
+    client.force_login(staff)
+    resp = client.post(
+        "/api/v1/plans/",
+        {"name": "Large", "vcpus": 4, "memory_mib": 4096, "disk_gib": 80, "monthly_price": "20"},
+        format="json",
+    )
+    assert resp.status_code == 201, resp.content
+    plan_id = resp.json()["id"]
+    assert (
+        client.patch(f"/api/v1/plans/{plan_id}/", {"is_active": False}, format="json").status_code
+        == 200
+    )
+    assert client.delete(f"/api/v1/plans/{plan_id}/").status_code == 204
+    actions = list(
+        AuditEvent.objects.filter(target_type="plan")
+        .order_by("id")
+        .values_list("action", "actor__username")
+    )
+    assert actions == [("plan.create", "admin"), ("plan.update", "admin"), ("plan.delete", "admin")]
+
+
+def test_token_creation_and_revocation_are_audited(owner, customer):
+    from hosting.models import AuditEvent
+    from hosting.services.tokens import issue_token, revoke_token
+
+    token, key = issue_token(user=owner, scope="read", customer=customer)
+    assert key not in str(token.digest) and token.digest != key
+    revoke_token(token=token)
+    assert list(AuditEvent.objects.values_list("action", flat=True).order_by("id")) == [
+        "token.create",
+        "token.revoke",
+    ]

@@ -10,7 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from hosting.backends import BackendError
-from hosting.choices import JobStatus
+from hosting.choices import JobKind, JobStatus
 from hosting.models import Job
 from hosting.services import jobs as job_service
 from hosting.services.operations import execute, record_failure
@@ -46,7 +46,9 @@ def run_job(self, job_id: int) -> None:
     try:
         message = execute(job)
     except BackendError as exc:
-        if exc.transient and self.request.retries < self.max_retries:
+        # an unreachable host is worth retrying for server work; onboarding reports at once
+        retry = exc.transient and job.kind != JobKind.HOST_REFRESH
+        if retry and self.request.retries < self.max_retries:
             countdown = min(300, 5 * 2**self.request.retries)
             job_service.update_progress(
                 job, job.progress, f"{exc.message}; retrying in {countdown} s"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import ProtectedError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
@@ -28,6 +29,10 @@ class ConflictError(exceptions.APIException):
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, IllegalTransition | Conflict):
         exc = ConflictError(str(exc))
+    elif isinstance(exc, ProtectedError):
+        exc = ConflictError(
+            f"{len(exc.protected_objects)} object(s) still use this; it cannot be deleted."
+        )
     elif isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(as_serializer_error(exc))
     elif isinstance(exc, ServiceError):

@@ -16,7 +16,12 @@ from ..services import servers as server_service
 from ..services.hosts import request_refresh
 from . import serializers as s
 from .permissions import StaffOnly, StaffOrBillingWrites, TokenScopePermission
-from .viewsets import ScopedModelViewSet, ScopedReadOnlyViewSet, ScopedViewSetMixin
+from .viewsets import (
+    AuditedModelMixin,
+    ScopedModelViewSet,
+    ScopedReadOnlyViewSet,
+    ScopedViewSetMixin,
+)
 
 
 class CatalogPermission(permissions.BasePermission):
@@ -28,7 +33,7 @@ class CatalogPermission(permissions.BasePermission):
         return bool(request.user.is_staff)
 
 
-class PlanViewSet(ScopedModelViewSet):
+class PlanViewSet(AuditedModelMixin, ScopedModelViewSet):
     queryset = Plan.objects.all()
     serializer_class = s.PlanSerializer
     permission_classes = [TokenScopePermission, CatalogPermission]
@@ -36,7 +41,7 @@ class PlanViewSet(ScopedModelViewSet):
     ordering_fields = ["monthly_price", "name", "memory_mib"]
 
 
-class ImageViewSet(ScopedModelViewSet):
+class ImageViewSet(AuditedModelMixin, ScopedModelViewSet):
     queryset = Image.objects.all()
     serializer_class = s.ImageSerializer
     permission_classes = [TokenScopePermission, CatalogPermission]
@@ -44,7 +49,7 @@ class ImageViewSet(ScopedModelViewSet):
     ordering_fields = ["name"]
 
 
-class HostViewSet(viewsets.ModelViewSet):
+class HostViewSet(AuditedModelMixin, viewsets.ModelViewSet):
     queryset = Host.objects.all()
     serializer_class = s.HostSerializer
     permission_classes = [TokenScopePermission, StaffOnly]
@@ -52,8 +57,10 @@ class HostViewSet(viewsets.ModelViewSet):
     ordering_fields = ["name", "state"]
 
     def perform_create(self, serializer):
-        host = serializer.save()
-        request_refresh(host=host, requested_by=self.request.user, request=self.request)
+        super().perform_create(serializer)
+        request_refresh(
+            host=serializer.instance, requested_by=self.request.user, request=self.request
+        )
 
     @extend_schema(request=None, responses={202: s.JobSerializer})
     @action(detail=True, methods=["post"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rest_framework import viewsets
 
 from ..access import Access
+from ..services import audit
 from .permissions import request_access
 
 
@@ -34,6 +35,32 @@ class ScopedViewSetMixin:
             target = getattr(field, "child_relation", field)
             target.queryset = target.queryset.visible_to(self.access)
         return serializer
+
+
+class AuditedModelMixin:
+    """Writes an AuditEvent for plain model writes (catalogue and hosts); resources
+    whose writes go through services are audited by those services."""
+
+    def _audit(self, verb: str, instance, **details) -> None:
+        audit.record(
+            action=f"{instance._meta.model_name}.{verb}",
+            request=self.request,
+            target=instance,
+            details=details,
+        )
+
+    def perform_create(self, serializer):
+        super().perform_create(serializer)
+        self._audit("create", serializer.instance)
+
+    def perform_update(self, serializer):
+        changed = sorted(serializer.validated_data)
+        super().perform_update(serializer)
+        self._audit("update", serializer.instance, fields=changed)
+
+    def perform_destroy(self, instance):
+        self._audit("delete", instance)
+        super().perform_destroy(instance)
 
 
 class ScopedModelViewSet(ScopedViewSetMixin, viewsets.ModelViewSet):

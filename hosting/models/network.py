@@ -57,7 +57,6 @@ class IPPool(models.Model):
             raise ValidationError({"range_end": "The range ends before it starts."})
 
 
-
 class IPAddress(models.Model):
     """An address handed out from a pool. The row exists only while it is assigned.
 

@@ -4,12 +4,14 @@ import hashlib
 import hmac
 import secrets
 from datetime import datetime
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
 from ..choices import TokenScope
 from ..models import APIToken, Customer
+from . import audit
 from .errors import ServiceError
 
 
@@ -35,6 +37,7 @@ def issue_token(
     customer: Customer | None = None,
     name: str = "",
     expires_at: datetime | None = None,
+    request: Any = None,
 ) -> tuple[APIToken, str]:
     """Create a token and return it with its key; the key is not stored and not shown again."""
     if scope not in TokenScope.values:
@@ -67,10 +70,22 @@ def issue_token(
         digest=_digest(key),
         expires_at=expires_at,
     )
+    audit.record(
+        action="token.create",
+        request=request,
+        actor=user,
+        target=token,
+        customer=token.customer_id,
+        details={"scope": scope, "name": name},
+    )
     return token, key
 
 
-def revoke_token(*, token: APIToken) -> None:
+@transaction.atomic
+def revoke_token(*, token: APIToken, request: Any = None) -> None:
     if token.revoked_at is None:
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at"])
+        audit.record(
+            action="token.revoke", request=request, target=token, customer=token.customer_id
+        )
