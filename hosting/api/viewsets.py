@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework import viewsets
 
 from ..access import Access
@@ -17,6 +19,7 @@ class ScopedViewSetMixin:
     """
 
     scoped_fields: tuple[str, ...] = ("customer", "ssh_keys")
+    request: Any
 
     @property
     def access(self) -> Access:
@@ -40,6 +43,8 @@ class ScopedViewSetMixin:
 class AuditedModelMixin:
     """Writes an AuditEvent for plain model writes (catalogue and hosts); resources
     whose writes go through services are audited by those services."""
+
+    request: Any
 
     def _audit(self, verb: str, instance, **details) -> None:
         audit.record(

@@ -49,11 +49,9 @@ class IPPool(models.Model):
             value = getattr(self, field)
             if value and ipaddress.ip_address(value) not in net:
                 raise ValidationError({field: f"{value} is not inside {net}."})
-        if (
-            self.range_start
-            and self.range_end
-            and ipaddress.ip_address(self.range_start) > ipaddress.ip_address(self.range_end)
-        ):
+        start = ipaddress.ip_address(self.range_start) if self.range_start else None
+        end = ipaddress.ip_address(self.range_end) if self.range_end else None
+        if start is not None and end is not None and int(start) > int(end):
             raise ValidationError({"range_end": "The range ends before it starts."})
 
 

@@ -40,7 +40,7 @@ def record(
         actor=actor,
         actor_repr=(str(actor) if actor else "system") + (f" via {token}" if token else ""),
         token=token,
-        target_type=target._meta.model_name if target is not None else "",
+        target_type=(target._meta.model_name or "") if target is not None else "",
         target_id=str(target.pk) if target is not None else "",
         target_repr=str(target)[:200] if target is not None else "",
         customer_id=customer_id,

@@ -62,8 +62,8 @@ def _send(groups: list[str], payload: dict[str, Any]) -> None:
 def publish_job(job: Job) -> None:
     payload = job_payload(job)
     groups = [job_group(job.pk)]
-    if job.server_id:
-        server = job.server
+    server = job.server if job.server_id else None
+    if server is not None:
         groups += [server_group(server.uuid), customer_group(server.customer_id)]
     transaction.on_commit(lambda: _send(groups, payload))
 

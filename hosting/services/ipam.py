@@ -25,12 +25,12 @@ def _candidates(pool: IPPool, used: set[str]) -> Iterator[str]:
     reserved = {str(pool.gateway)} if pool.gateway else set()
     first = start or net.network_address + 1
     last = end or (net.broadcast_address - 1 if net.version == 4 else net.broadcast_address)
-    current = first
-    while current <= last:
-        text = str(current)
+    for value in range(int(first), int(last) + 1):
+        text = str(
+            ipaddress.ip_address(value) if net.version == 4 else ipaddress.IPv6Address(value)
+        )
         if text not in used and text not in reserved:
             yield text
-        current += 1
 
 
 def allocate(*, server: Server, pool: IPPool) -> IPAddress:

@@ -52,7 +52,7 @@ def create_job(
 def enqueue_on_commit(job: Job) -> None:
     from workers.tasks import run_job
 
-    queue = job.host.queue if job.host_id else "paddock"
+    queue = job.host.queue if job.host is not None else "paddock"
     job_id = job.pk
     transaction.on_commit(lambda: run_job.apply_async(args=[job_id], queue=queue))
 

@@ -41,6 +41,7 @@ def disk_volume(server: Server) -> str:
 
 
 def domain_spec(server: Server) -> DomainSpec:
+    assert server.host is not None
     return DomainSpec(
         name=server.domain_name,
         uuid=str(server.uuid),
@@ -73,7 +74,8 @@ def _set(server_id: int, state: str, message: str = "") -> Server:
 def provision(job: Job, server: Server, backend: Backend) -> str:
     _set(server.pk, ServerState.PROVISIONING)
     image = server.image
-    update_progress(job, 10, f"Preparing image {image.name} on {server.host.name}")
+    host_name = server.host.name if server.host else "?"
+    update_progress(job, 10, f"Preparing image {image.name} on {host_name}")
     source = str(Path(settings.IMAGE_STORE) / image.source) if image.source else None
     backend.ensure_image(
         volume=image.volume_name, size_bytes=image.min_disk_gib * GIB, source_path=source
@@ -182,8 +184,12 @@ def execute(job: Job) -> str:
     if job.kind == JobKind.HOST_REFRESH:
         from .hosts import refresh_host
 
+        if job.host is None:
+            raise BackendError("The host of this job was deleted.")
         refresh_host(host=job.host, job=job)
         return f"Host {job.host} refreshed"
+    if job.server_id is None:
+        raise BackendError("The server of this job was deleted.")
     server = Server.objects.select_related("host", "plan", "image", "customer").get(
         pk=job.server_id
     )
