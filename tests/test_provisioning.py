@@ -112,3 +112,45 @@ def test_terminate_removes_domain_and_frees_address(provisioned, billing_client)
     conn = libvirt.open(server.host.libvirt_uri)
     pool_vols = conn.storagePoolLookupByName("default-pool").listVolumes()
     assert f"{server.domain_name}-disk0.qcow2" not in pool_vols
+
+
+def test_billing_flow_end_to_end(
+    celery_worker, billing_client, other_client, plan, image, host, pool
+):
+    # given a billing system that creates a customer with a panel login
+    resp = billing_client.post(
+        "/api/v1/customers/",
+        {
+            "name": "Hooli",
+            "email": "it@hooli.example",
+            "external_ref": "INV-7",
+            "owner": {"username": "gavin", "password": "middle-out-2026"},
+        },
+        format="json",
+    )
+    assert resp.status_code == 201
+    customer_id = resp.json()["id"]
+    # when it orders a server for that customer
+    resp = billing_client.post(
+        "/api/v1/servers/",
+        {"customer": customer_id, "plan": plan.pk, "image": image.pk, "hostname": "hooli-1"},
+        format="json",
+    )
+    assert resp.status_code == 202
+    job_id = resp.json()["id"]
+    # then the job reaches succeeded, as the API reports it
+    deadline = time.monotonic() + 30
+    while (body := billing_client.get(f"/api/v1/jobs/{job_id}/").json())["status"] in (
+        "queued",
+        "running",
+    ):
+        assert time.monotonic() < deadline, body
+        time.sleep(0.1)
+    assert body["status"] == "succeeded" and body["progress"] == 100
+    server = billing_client.get(f"/api/v1/servers/{body['server']}/").json()
+    assert server["state"] == "running"
+    assert server["customer"] == customer_id
+    assert server["addresses"] == [{"address": "192.0.2.2", "family": 4}]
+    # and another customer's token cannot see it
+    assert other_client.get(f"/api/v1/servers/{body['server']}/").status_code == 404
+    assert other_client.get(f"/api/v1/jobs/{job_id}/").status_code == 404
