@@ -181,10 +181,19 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Control panel API for VPS hosting: customers, plans, images, servers, jobs.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # the schema is no secret: integrators read it before they hold a token
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "VirtKindEnum": "hosting.choices.VirtKind",
+        "JobKindEnum": "hosting.choices.JobKind",
+        "JobStatusEnum": "hosting.choices.JobStatus",
+        "ServerStateEnum": "hosting.choices.ServerState",
+        "HostStateEnum": "hosting.choices.HostState",
+    },
 }
 
 # --- Hypervisors -------------------------------------------------------------------------

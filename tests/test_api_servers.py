@@ -218,3 +218,17 @@ def test_schema_is_valid_openapi(billing_client):
         assert path in paths, path
     assert "202" in paths["/api/v1/servers/"]["post"]["responses"]
     assert schema["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+
+
+def test_schema_is_public_and_docs_render(anon_client):
+    assert anon_client.get("/api/schema/").status_code == 200
+    docs = anon_client.get("/api/docs/")
+    assert docs.status_code == 200 and b"swagger" in docs.content.lower()
+
+
+def test_schema_generates_without_warnings(tmp_path):
+    from django.core.management import call_command
+
+    out = tmp_path / "schema.yaml"
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(out))
+    assert "/api/v1/servers/{uuid}/reboot/" in out.read_text()

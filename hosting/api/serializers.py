@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.contrib.auth.password_validation import validate_password
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from ..choices import TokenScope
@@ -147,6 +148,7 @@ class ServerSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = fields
 
+    @extend_schema_field(AddressSerializer(many=True))
     def get_addresses(self, server: Server) -> list[dict]:
         # uses the prefetched rows; `pool` is joined by the prefetch queryset
         return [{"address": a.address, "family": a.pool.family} for a in server.addresses.all()]
