@@ -1,0 +1,105 @@
+# Paddock: `make run` and `make test` each do all of their own set-up on a fresh
+# Debian/Ubuntu machine: system packages (installed with apt-get when run as root),
+# uv and the Python environment from uv.lock, front-end assets from npm.
+# Every step leaves a stamp file, so a second run goes straight to the point.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+MANAGE := $(VENV)/bin/python manage.py
+HOST ?= 127.0.0.1
+PORT ?= 8000
+PYTEST_ARGS ?=
+
+# uv uses the system Python (no interpreter downloads) and the venv in .venv.
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+export UV_LINK_MODE := copy
+
+UV_STAMP := $(TOOLS)/.uv-$(UV_VERSION)
+PY_STAMP := $(VENV)/.paddock-synced
+NPM_STAMP := node_modules/.paddock-ci
+VENDOR_STAMP := static/vendor/.paddock-vendor
+
+.PHONY: help run test lint bench setup setup-test system system-browser python assets \
+	clean
+
+help:
+	@echo "make run    set up, migrate, seed the demo and run the panel (http://$(HOST):$(PORT)/)"
+	@echo "make test   set up and run the test suite (PYTEST_ARGS='-k api' to select)"
+	@echo "make lint   ruff check and ruff format --check"
+	@echo "make bench  API list benchmark with 10,000 servers (bench/api_list.py)"
+	@echo "make clean  remove the tools, the venv, node_modules and the stamps (keeps var/)"
+
+# --- set-up ----------------------------------------------------------------------------
+
+system:
+	@scripts/system-packages.sh
+
+system-browser:
+	@scripts/system-packages.sh --browser
+
+$(UV_STAMP):
+	@echo "Installing uv $(UV_VERSION) into $(TOOLS)/"
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	@touch $@
+
+# libvirt-python is built from source here, hence the system packages first.
+$(PY_STAMP): uv.lock pyproject.toml $(UV_STAMP) | system
+	$(UV) sync --frozen --python $(PYTHON)
+	@touch $@
+
+python: $(PY_STAMP)
+
+$(NPM_STAMP): package.json package-lock.json | system
+	npm ci --no-audit --no-fund
+	@touch $@
+
+# Copy bootstrap, bootstrap-icons and htmx from node_modules into static/vendor/
+# (package.json's "vendor" script, scripts/vendor.mjs; npm ci runs it as postinstall too).
+$(VENDOR_STAMP): $(NPM_STAMP) scripts/vendor.mjs
+	npm run --silent vendor
+	@touch $@
+
+assets: $(VENDOR_STAMP)
+
+setup: python assets
+
+setup-test: system-browser setup
+
+# --- run -------------------------------------------------------------------------------
+
+# Without SECRET_KEY (in the environment or .env) a random one is kept in var/secret-key.
+# Without REDIS_URL, runstack starts the embedded Redis; without DATABASE_URL, SQLite.
+run: setup
+	@mkdir -p var
+	@[ -s var/secret-key ] || (umask 077; $(VENV)/bin/python -c \
+		'import secrets; print(secrets.token_urlsafe(50))' > var/secret-key)
+	@if [ -z "$${SECRET_KEY:-}" ] && ! grep -qsE '^SECRET_KEY=.+' .env; then \
+		export SECRET_KEY="$$(cat var/secret-key)"; fi; \
+	$(MANAGE) migrate --noinput; \
+	$(MANAGE) collectstatic --noinput --verbosity 0; \
+	exec $(MANAGE) runstack --seed --bind $(HOST) --port $(PORT)
+
+# --- checks ----------------------------------------------------------------------------
+
+test: setup-test
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: python
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench: python
+	$(VENV)/bin/python bench/api_list.py
+
+clean:
+	rm -rf $(TOOLS) $(VENV) node_modules static/vendor

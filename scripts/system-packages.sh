@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Check the Debian/Ubuntu packages that Paddock needs; as root, install the missing ones.
+#
+#   scripts/system-packages.sh           what `make run` needs
+#   scripts/system-packages.sh --browser  the same plus Chromium for the browser tests
+#
+# - libvirt-dev, pkg-config, gcc, python3-dev: libvirt-python has no wheels on PyPI and is
+#   built from source against the system libvirt; libvirt-dev brings libvirt0, whose
+#   library contains the test:///default driver the demo host and the tests use. A real
+#   qemu:///system host also needs libvirt-daemon-system and qemu-system-x86 (not here).
+# - python3-venv: the tools venv that uv is installed into.
+# - nodejs, npm: the front-end assets (skipped when npm is already on PATH, e.g. from a
+#   nodejs package that bundles npm).
+# - chromium (--browser): Debian's Chromium for the Playwright browser tests.
+set -euo pipefail
+
+browser=false
+[ "${1:-}" = "--browser" ] && browser=true
+
+required=(libvirt-dev pkg-config gcc python3-dev python3-venv)
+command -v npm >/dev/null 2>&1 || required+=(nodejs npm)
+optional=()
+if $browser && [ ! -x /usr/bin/chromium ]; then
+    optional+=(chromium)
+fi
+
+is_installed() {
+    [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" = "installed" ]
+}
+
+if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
+    echo "This is not a Debian/Ubuntu system: make sure the equivalents of these packages" >&2
+    echo "are installed: ${required[*]} ${optional[*]}" >&2
+    exit 0
+fi
+
+missing=()
+for pkg in "${required[@]}"; do is_installed "$pkg" || missing+=("$pkg"); done
+missing_optional=()
+for pkg in "${optional[@]}"; do is_installed "$pkg" || missing_optional+=("$pkg"); done
+
+if [ ${#missing[@]} -eq 0 ] && [ ${#missing_optional[@]} -eq 0 ]; then
+    exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+    all=("${missing[@]}" "${missing_optional[@]}")
+    echo "Paddock needs these system packages, which are not installed: ${all[*]}" >&2
+    echo "Install them with:" >&2
+    echo "    sudo apt-get update && sudo apt-get install -y ${all[*]}" >&2
+    echo "(or run make as root, which installs them itself)." >&2
+    [ ${#missing[@]} -eq 0 ] && exit 0  # only the browser is missing: its tests skip
+    exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+echo "Installing system packages: ${missing[*]} ${missing_optional[*]}"
+apt-get update -qq
+if [ ${#missing[@]} -gt 0 ]; then
+    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+if [ ${#missing_optional[@]} -gt 0 ]; then
+    # Debian has `chromium`; Ubuntu ships Chromium as a snap only, so this may fail there.
+    apt-get install -y -qq --no-install-recommends "${missing_optional[@]}" ||
+        echo "Could not install ${missing_optional[*]}: the browser tests will be skipped." >&2
+fi
