@@ -1,1 +1,7 @@
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from . import consumers
+
+websocket_urlpatterns = [
+    path("ws/servers/<uuid:uuid>/", consumers.ServerConsumer.as_asgi()),
+]

@@ -1,9 +1,22 @@
 from django.urls import path
 
-from . import views
+from .views import keys, servers, staff, tokens
 
 app_name = "dashboard"
 
 urlpatterns = [
-    path("", views.server_list, name="server-list"),
+    path("", servers.server_list, name="server-list"),
+    path("servers/new/", servers.server_create, name="server-create"),
+    path("servers/<uuid:uuid>/", servers.server_detail, name="server-detail"),
+    path("servers/<uuid:uuid>/live/", servers.server_live, name="server-live"),
+    path(
+        "servers/<uuid:uuid>/actions/<slug:action>/",
+        servers.server_action,
+        name="server-action",
+    ),
+    path("keys/", keys.key_list, name="key-list"),
+    path("keys/<int:pk>/delete/", keys.key_delete, name="key-delete"),
+    path("tokens/", tokens.token_list, name="token-list"),
+    path("tokens/<int:pk>/revoke/", tokens.token_revoke, name="token-revoke"),
+    path("ops/", staff.overview, name="ops"),
 ]

@@ -8,8 +8,8 @@ from decimal import Decimal
 import factory
 from django.contrib.auth import get_user_model
 
-from hosting.choices import HostState, MemberRole
-from hosting.models import Customer, Host, Image, IPPool, Membership, Plan, SSHKey
+from hosting.choices import HostState, JobKind, MemberRole, ServerState
+from hosting.models import Customer, Host, Image, IPPool, Job, Membership, Plan, Server, SSHKey
 
 # Jobs of the test run go to a queue of their own, so that a panel running on the same
 # Redis never takes them.
@@ -112,3 +112,29 @@ class SSHKeyFactory(factory.django.DjangoModelFactory):
         obj.clean()
         obj.save()
         return obj
+
+
+class ServerFactory(factory.django.DjangoModelFactory):
+    """A server row as a service would leave it; no job is queued and no libvirt call made."""
+
+    class Meta:
+        model = Server
+
+    customer = factory.SubFactory(CustomerFactory)
+    plan = factory.SubFactory(PlanFactory)
+    image = factory.SubFactory(ImageFactory)
+    host = factory.SubFactory(HostFactory)
+    hostname = factory.Sequence(lambda n: f"server-{n}.example.com")
+    state = ServerState.RUNNING
+    mac_address = factory.Sequence(
+        lambda n: f"52:54:00:{n >> 16 & 255:02x}:{n >> 8 & 255:02x}:{n & 255:02x}"
+    )
+
+
+class JobFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Job
+
+    kind = JobKind.PROVISION
+    server = factory.SubFactory(ServerFactory)
+    host = factory.LazyAttribute(lambda j: j.server.host if j.server else None)

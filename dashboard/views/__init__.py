@@ -1,0 +1,1 @@
+"""Views of the browser panel, one module per page family."""
