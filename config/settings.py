@@ -199,9 +199,16 @@ SPECTACULAR_SETTINGS = {
 # --- Hypervisors -------------------------------------------------------------------------
 # kvm where /dev/kvm works, qemu (TCG, software emulation) otherwise and in tests.
 VIRT_TYPE = env.str("PADDOCK_VIRT_TYPE", default="qemu")
+# Cap each guest's QEMU process with a cgroup memory hard limit (plan memory + 256 MiB).
+# Needs a host where libvirt may set resource limits (not inside an unprivileged container).
+MEMORY_HARD_LIMIT = env.bool("PADDOCK_MEMORY_HARD_LIMIT", default=False)
 # Storage pools that Paddock defines on a host live under this directory.
 STORAGE_ROOT = env.str("PADDOCK_STORAGE_ROOT", default="/var/lib/paddock")
 IMAGE_STORE = env.path("PADDOCK_IMAGE_STORE", default=str(VAR_DIR / "images"))
+# The multi-host testbed (`manage.py testbed up`): hosts' addresses and their guests'.
+TESTBED_DIR = env.path("PADDOCK_TESTBED_DIR", default=str(VAR_DIR / "testbed"))
+TESTBED_SUBNET = env.str("PADDOCK_TESTBED_SUBNET", default="10.250.0.0/24")
+TESTBED_GUEST_SUBNET = env.str("PADDOCK_TESTBED_GUEST_SUBNET", default="10.251.0.0/24")
 # How long a graceful shutdown may take before the guest is forced off.
 SHUTDOWN_TIMEOUT = env.int("PADDOCK_SHUTDOWN_TIMEOUT", default=120)
 

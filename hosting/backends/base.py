@@ -37,6 +37,7 @@ class DomainSpec:
     mac_address: str
     network: str
     virt_type: str = "qemu"
+    memory_hard_limit: bool = False
     metadata: dict[str, str] = field(default_factory=dict)
 
 

@@ -29,8 +29,10 @@ def domain_xml(spec: DomainSpec, *, pool: str, disk_format: str = "qcow2") -> st
     # memory is a hard limit: current == maximum, no balloon growth past the plan
     _sub(dom, "memory", str(spec.memory_mib), unit="MiB")
     _sub(dom, "currentMemory", str(spec.memory_mib), unit="MiB")
-    memtune = _sub(dom, "memtune")
-    _sub(memtune, "hard_limit", str(spec.memory_mib + 256), unit="MiB")
+    if spec.memory_hard_limit:
+        # caps the whole QEMU process (guest RAM plus overhead); needs CAP_SYS_RESOURCE
+        memtune = _sub(dom, "memtune")
+        _sub(memtune, "hard_limit", str(spec.memory_mib + 256), unit="MiB")
     _sub(dom, "vcpu", str(spec.vcpus), placement="static")
     os_el = _sub(dom, "os")
     _sub(os_el, "type", "hvm", arch="x86_64")

@@ -51,6 +51,7 @@ def domain_spec(server: Server) -> DomainSpec:
         mac_address=server.mac_address,
         network=server.host.network,
         virt_type=settings.VIRT_TYPE,
+        memory_hard_limit=settings.MEMORY_HARD_LIMIT,
         metadata={"hostname": server.hostname, "customer": str(server.customer_id)},
     )
 

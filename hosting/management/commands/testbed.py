@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import os
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from hosting.backends import BackendError
+from hosting.models import Host, IPPool, Server
+from hosting.services.hosts import refresh_host
+from testbed import layout
+from testbed.hosts import TestbedError, down_all, libvirtd_alive, up_host
+from testbed.layout import TestbedHost
+
+
+class Command(BaseCommand):
+    help = "Create (up) or remove (down) a multi-host libvirt testbed on this machine."
+
+    def add_arguments(self, parser):
+        parser.add_argument("action", choices=["up", "down", "status"])
+        parser.add_argument("--hosts", type=int, default=2, help="number of hosts (up)")
+        parser.add_argument("--queue", default="paddock", help="Celery queue of the hosts")
+
+    def handle(self, *args, action: str, hosts: int, queue: str, **options):
+        if action != "status" and os.geteuid() != 0:
+            raise CommandError("The testbed needs root (network namespaces, libvirtd).")
+        if action == "up":
+            self.up(hosts, queue)
+        elif action == "down":
+            self.down()
+        else:
+            self.status()
+
+    def up(self, count: int, queue: str) -> None:
+        if not 1 <= count <= 8:
+            raise CommandError("--hosts must be between 1 and 8.")
+        guest_net = layout.guest_subnet()
+        IPPool.objects.update_or_create(
+            name="testbed-guests",
+            defaults={
+                "network": str(guest_net),
+                "gateway": str(guest_net.network_address + 1),
+                "range_start": str(guest_net.network_address + 10),
+                "zone": "testbed",
+                "dns_servers": str(guest_net.network_address + 1),
+            },
+        )
+        for index in range(1, count + 1):
+            tb = TestbedHost(index)
+            try:
+                up_host(tb)
+            except (TestbedError, OSError) as exc:
+                raise CommandError(str(exc)) from exc
+            host, _ = Host.objects.update_or_create(
+                name=tb.name,
+                defaults={
+                    "libvirt_uri": tb.uri,
+                    "storage_pool": layout.HOST_POOL,
+                    "network": layout.GUEST_NETWORK,
+                    "queue": queue,
+                    "zone": "testbed",
+                },
+            )
+            try:
+                host = refresh_host(host=host)
+            except BackendError as exc:
+                raise CommandError(f"{tb.name}: {exc.message}") from exc
+            self.stdout.write(
+                f"{host.name}: {host.libvirt_uri} {host.state}, {host.cpus} CPUs, "
+                f"{host.memory_mib} MiB, {host.hypervisor_version}"
+            )
+
+    def down(self) -> None:
+        removed = down_all()
+        with transaction.atomic():
+            hosts = Host.objects.filter(name__startswith="tb-hv")
+            Server.objects.filter(host__in=hosts).delete()
+            deleted = hosts.count()
+            hosts.delete()
+            IPPool.objects.filter(name="testbed-guests").delete()
+        self.stdout.write(f"Removed {len(removed)} namespace(s) and {deleted} host record(s).")
+
+    def status(self) -> None:
+        for host in Host.objects.filter(name__startswith="tb-hv"):
+            tb = TestbedHost(int(host.name.removeprefix("tb-hv")))
+            alive = libvirtd_alive(tb)
+            self.stdout.write(f"{host.name}: {tb.uri} libvirtd {'up' if alive else 'down'}")

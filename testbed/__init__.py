@@ -1,0 +1,7 @@
+"""A multi-host hypervisor testbed on one machine.
+
+Each host is a network namespace joined by a veth pair to a bridge in the root namespace,
+running its own `libvirtd --listen` (TCP, no auth, bound to the host's address inside its
+namespace) with its own run, state and config directories bind-mounted over the standard
+paths in a private mount namespace. Needs root, iproute2, libvirt-daemon and QEMU.
+"""

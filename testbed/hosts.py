@@ -1,0 +1,209 @@
+"""Bring testbed hosts up and down: namespaces, libvirtd per host, networks and pools."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from . import layout, netns
+from .layout import TestbedHost
+
+LIBVIRTD_CONF = """\
+listen_tls = 0
+listen_tcp = 1
+listen_addr = "{address}"
+auth_tcp = "none"
+auth_unix_rw = "none"
+unix_sock_group = "root"
+log_outputs = "3:stderr"
+"""
+
+# No cgroup controllers, no security driver, no virtlogd: the hosts run inside a container
+# that has none of those to give. Virtualization type (kvm/qemu) is chosen per domain.
+QEMU_CONF = """\
+user = "root"
+group = "root"
+dynamic_ownership = 0
+remember_owner = 0
+security_driver = "none"
+stdio_handler = "file"
+cgroup_controllers = [ ]
+"""
+
+
+class TestbedError(RuntimeError):
+    pass
+
+
+def virsh(host: TestbedHost, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["virsh", "-q", "-c", host.uri, *args],
+        check=check,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def libvirtd_alive(host: TestbedHost) -> bool:
+    try:
+        pid = int(host.pidfile.read_text())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return False
+    return virsh(host, "version", check=False).returncode == 0
+
+
+def _write_config(host: TestbedHost) -> None:
+    for src, _ in host.bind_mounts():
+        src.mkdir(parents=True, exist_ok=True)
+    etc = host.dir / "etc"
+    if not (etc / "qemu").exists():
+        shutil.copytree("/etc/libvirt", etc, dirs_exist_ok=True)
+    (etc / "libvirtd.conf").write_text(LIBVIRTD_CONF.format(address=host.address.ip))
+    (etc / "qemu.conf").write_text(QEMU_CONF)
+
+
+def _start_libvirtd(host: TestbedHost, timeout: float = 30) -> None:
+    mounts = "\n".join(
+        f"mkdir -p {target} && mount --bind {src} {target}" for src, target in host.bind_mounts()
+    )
+    daemon = f"libvirtd --listen -f /etc/libvirt/libvirtd.conf -p {host.dir / 'daemon.pid'}"
+    script = f"set -e\n{mounts}\nexec {daemon}\n"
+    with open(host.logfile, "ab") as log:
+        proc = subprocess.Popen(
+            [
+                "ip",
+                "netns",
+                "exec",
+                host.netns,
+                "unshare",
+                "-m",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                script,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    host.pidfile.write_text(str(proc.pid))
+    deadline = time.monotonic() + timeout
+    while not libvirtd_alive(host):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            tail = host.logfile.read_text(errors="replace")[-2000:]
+            raise TestbedError(f"libvirtd of {host.name} did not start:\n{tail}")
+        time.sleep(0.3)
+
+
+def _ensure_guest_bridge(host: TestbedHost) -> None:
+    gateway = layout.guest_subnet().network_address + 1
+    prefix = layout.guest_subnet().prefixlen
+    if not netns.link_exists(layout.GUEST_BRIDGE, host.netns):
+        netns.run("ip", "-n", host.netns, "link", "add", layout.GUEST_BRIDGE, "type", "bridge")
+        netns.run(
+            "ip", "-n", host.netns, "addr", "add", f"{gateway}/{prefix}", "dev", layout.GUEST_BRIDGE
+        )
+    netns.run("ip", "-n", host.netns, "link", "set", layout.GUEST_BRIDGE, "up")
+
+
+def _define(host: TestbedHost, kind: str, name: str, xml: str) -> None:
+    """Define, start and autostart a network or pool unless it exists."""
+    if virsh(host, f"{kind}-info", name, check=False).returncode != 0:
+        path = host.dir / f"{kind}-{name}.xml"
+        path.write_text(xml)
+        virsh(host, f"{kind}-define", str(path))
+        if kind == "pool":
+            virsh(host, "pool-build", name, check=False)
+    started = virsh(host, f"{kind}-start", name, check=False)
+    if started.returncode != 0 and "already active" not in started.stderr:
+        raise TestbedError(f"{host.name}: cannot start {kind} {name}: {started.stderr.strip()}")
+    virsh(host, f"{kind}-autostart", name, check=False)
+
+
+def _pool_xml(name: str, path: Path | str) -> str:
+    return f"<pool type='dir'><name>{name}</name><target><path>{path}</path></target></pool>"
+
+
+def up_host(host: TestbedHost) -> None:
+    from django.conf import settings
+
+    bridge_cidr = str(layout.bridge_address())
+    netns.ensure_bridge(layout.BRIDGE, bridge_cidr)
+    netns.ensure_namespace(
+        netns=host.netns, veth=host.veth, bridge=layout.BRIDGE, address=str(host.address)
+    )
+    _ensure_guest_bridge(host)
+    if not libvirtd_alive(host):
+        _write_config(host)
+        _start_libvirtd(host)
+    _define(
+        host,
+        "net",
+        layout.GUEST_NETWORK,
+        f"<network><name>{layout.GUEST_NETWORK}</name><forward mode='bridge'/>"
+        f"<bridge name='{layout.GUEST_BRIDGE}'/></network>",
+    )
+    _define(
+        host,
+        "pool",
+        layout.HOST_POOL,
+        _pool_xml(layout.HOST_POOL, Path(settings.STORAGE_ROOT) / layout.HOST_POOL),
+    )
+    layout.shared_pool_dir().mkdir(parents=True, exist_ok=True)
+    _define(
+        host, "pool", layout.SHARED_POOL, _pool_xml(layout.SHARED_POOL, layout.shared_pool_dir())
+    )
+
+
+def _kill(pids: list[int], timeout: float = 10) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(_alive(p) for p in pids):
+            time.sleep(0.2)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie of ours counts as gone
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def down_all() -> list[str]:
+    """Remove every testbed namespace, process, link and directory, also a killed run's."""
+    removed = []
+    for name in netns.list_namespaces(layout.NETNS_PREFIX):
+        _kill(netns.namespace_pids(name))
+        netns.delete_namespace(name)
+        removed.append(name)
+    for pidfile in layout.root_dir().glob("hv*/libvirtd.pid"):
+        with contextlib.suppress(ValueError, OSError):
+            _kill([int(pidfile.read_text())])
+    out = netns.run("ip", "-o", "link", "show").stdout
+    for line in out.splitlines():
+        name = line.split(":")[1].strip().split("@")[0]
+        if name.startswith(layout.NETNS_PREFIX):
+            netns.delete_link(name)
+    netns.delete_link(layout.BRIDGE)
+    shutil.rmtree(layout.root_dir(), ignore_errors=True)
+    return removed
