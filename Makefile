@@ -77,17 +77,13 @@ setup-test: system-browser setup
 
 # --- run -------------------------------------------------------------------------------
 
-# Without SECRET_KEY (in the environment or .env) a random one is kept in var/secret-key.
+# Without SECRET_KEY (in the environment or .env) a random one is written into .env.
 # Without REDIS_URL, runstack starts the embedded Redis; without DATABASE_URL, SQLite.
 run: setup
-	@mkdir -p var
-	@[ -s var/secret-key ] || (umask 077; $(VENV)/bin/python -c \
-		'import secrets; print(secrets.token_urlsafe(50))' > var/secret-key)
-	@if [ -z "$${SECRET_KEY:-}" ] && ! grep -qsE '^SECRET_KEY=.+' .env; then \
-		export SECRET_KEY="$$(cat var/secret-key)"; fi; \
-	$(MANAGE) migrate --noinput; \
-	$(MANAGE) collectstatic --noinput --verbosity 0; \
-	exec $(MANAGE) runstack --seed --bind $(HOST) --port $(PORT)
+	@scripts/ensure-secret-key.sh
+	$(MANAGE) migrate --noinput
+	$(MANAGE) collectstatic --noinput --verbosity 0
+	$(MANAGE) runstack --seed --bind $(HOST) --port $(PORT)
 
 # --- checks ----------------------------------------------------------------------------
 
