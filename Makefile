@@ -80,6 +80,7 @@ setup-test: system-browser setup
 # Without SECRET_KEY (in the environment or .env) a random one is written into .env.
 # Without REDIS_URL, runstack starts the embedded Redis; without DATABASE_URL, SQLite.
 run: setup
+	@mkdir -p var
 	@scripts/ensure-secret-key.sh
 	$(MANAGE) migrate --noinput
 	$(MANAGE) collectstatic --noinput --verbosity 0
