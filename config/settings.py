@@ -119,7 +119,8 @@ STATIC_ROOT = VAR_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 
 # --- Redis: broker, channel layer -------------------------------------------------------
-EMBEDDED_REDIS_SOCKET = VAR_DIR / "redis.sock"
+# A test run starts its own embedded Redis, so that parallel runs never share one.
+EMBEDDED_REDIS_SOCKET = VAR_DIR / (f"redis-test-{os.getpid()}.sock" if TESTING else "redis.sock")
 REDIS_URL = env.str("REDIS_URL", default=f"unix://{EMBEDDED_REDIS_SOCKET}")
 
 CHANNEL_LAYERS = {
@@ -153,6 +154,10 @@ CELERY_BEAT_SCHEDULE = {
     "requeue-stale-jobs": {
         "task": "workers.tasks.requeue_stale_jobs",
         "schedule": timedelta(minutes=1),
+    },
+    "reconcile-hosts": {
+        "task": "workers.tasks.reconcile_all",
+        "schedule": timedelta(seconds=env.int("PADDOCK_RECONCILE_EVERY", default=60)),
     },
 }
 # A job whose worker has not reported for this long is considered lost.

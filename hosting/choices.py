@@ -28,6 +28,11 @@ class HostState(models.TextChoices):
     OFFLINE = "offline", "Offline"
 
 
+class DiskMode(models.TextChoices):
+    OVERLAY = "overlay", "qcow2 overlay on the base image"
+    COPY = "copy", "Full copy of the base image"
+
+
 class ImageFormat(models.TextChoices):
     QCOW2 = "qcow2", "qcow2"
     RAW = "raw", "raw"
@@ -47,6 +52,7 @@ class ServerState(models.TextChoices):
     PAUSED = "paused", "Paused"
     SUSPENDED = "suspended", "Suspended"
     ERROR = "error", "Error"
+    UNKNOWN = "unknown", "Unknown (host unreachable)"
     TERMINATING = "terminating", "Terminating"
     TERMINATED = "terminated", "Terminated"
 

@@ -88,3 +88,27 @@ def requeue_stale_jobs() -> int:
             job_service.enqueue_on_commit(job)
             count += 1
     return count
+
+
+@shared_task
+def reconcile_host(host_id: int) -> dict | None:
+    from dataclasses import asdict
+
+    from hosting.models import Host
+    from hosting.services.reconcile import reconcile_host as reconcile
+
+    host = Host.objects.filter(pk=host_id).first()
+    if host is None:
+        return None
+    return asdict(reconcile(host=host))
+
+
+@shared_task
+def reconcile_all() -> int:
+    """Queue a reconciliation of every host on the host's own queue."""
+    from hosting.models import Host
+
+    hosts = list(Host.objects.values_list("pk", "queue"))
+    for host_id, queue in hosts:
+        reconcile_host.apply_async(args=[host_id], queue=queue, expires=120)
+    return len(hosts)

@@ -23,6 +23,9 @@ class HostInfo:
     disk_gib: int
     cpu_model: str
     hypervisor_version: str
+    libvirt_version: str = ""
+    networks: tuple[str, ...] = ()
+    pools: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,10 @@ class DomainSpec:
     network: str
     virt_type: str = "qemu"
     memory_hard_limit: bool = False
+    # a read-only second disk (vdb) holding the NoCloud seed, labelled cidata
+    seed_volume: str | None = None
+    # the serial console is also written to this file in the disk's pool
+    console_log: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
 
 
@@ -52,8 +59,24 @@ class Backend(ABC):
         """Make the image's base volume exist in the host's pool."""
 
     @abstractmethod
-    def create_disk(self, *, volume: str, base_volume: str, size_gib: int) -> str:
-        """Create the server's disk from the base volume, grown to size; return its path."""
+    def create_disk(
+        self, *, volume: str, base_volume: str, size_gib: int, overlay: bool = True
+    ) -> str:
+        """Create the server's disk from the base volume, grown to size; return its path.
+
+        `overlay` makes a qcow2 overlay backed by the base; otherwise a full copy."""
+
+    @abstractmethod
+    def put_volume(self, *, volume: str, data: bytes) -> None:
+        """Write a small raw volume (a seed ISO) into the pool, replacing an old one."""
+
+    @abstractmethod
+    def console_log(self, name: str, *, max_bytes: int = 65536) -> str:
+        """The tail of a domain's serial console log ("" when it has none yet)."""
+
+    @abstractmethod
+    def domain_states(self) -> dict[str, PowerState]:
+        """Every domain on the host with its state, in one call."""
 
     @abstractmethod
     def define(self, spec: DomainSpec) -> None: ...

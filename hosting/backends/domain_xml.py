@@ -16,7 +16,9 @@ def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) ->
     return el
 
 
-def domain_xml(spec: DomainSpec, *, pool: str, disk_format: str = "qcow2") -> str:
+def domain_xml(
+    spec: DomainSpec, *, pool: str, disk_format: str = "qcow2", console_log_path: str = ""
+) -> str:
     dom = ET.Element("domain", type=spec.virt_type)
     _sub(dom, "name", spec.name)
     _sub(dom, "uuid", spec.uuid)
@@ -48,23 +50,42 @@ def domain_xml(spec: DomainSpec, *, pool: str, disk_format: str = "qcow2") -> st
     _sub(disk, "driver", name="qemu", type=disk_format, cache="none")
     _sub(disk, "source", pool=pool, volume=spec.disk_volume)
     _sub(disk, "target", dev="vda", bus="virtio")
+    if spec.seed_volume:
+        seed = _sub(devices, "disk", type="volume", device="disk")
+        _sub(seed, "driver", name="qemu", type="raw")
+        _sub(seed, "source", pool=pool, volume=spec.seed_volume)
+        _sub(seed, "target", dev="vdb", bus="virtio")
+        _sub(seed, "readonly")
     iface = _sub(devices, "interface", type="network")
     _sub(iface, "source", network=spec.network)
     _sub(iface, "mac", address=spec.mac_address)
     _sub(iface, "model", type="virtio")
     serial = _sub(devices, "serial", type="pty")
+    if console_log_path:
+        _sub(serial, "log", file=console_log_path, append="on")
     _sub(serial, "target", port="0")
     console = _sub(devices, "console", type="pty")
     _sub(console, "target", type="serial", port="0")
     return ET.tostring(dom, encoding="unicode")
 
 
-def volume_xml(*, name: str, capacity_bytes: int, fmt: str = "qcow2") -> str:
+def volume_xml(
+    *,
+    name: str,
+    capacity_bytes: int,
+    fmt: str = "qcow2",
+    backing_path: str | None = None,
+    backing_format: str = "qcow2",
+) -> str:
     vol = ET.Element("volume")
     _sub(vol, "name", name)
     _sub(vol, "capacity", str(capacity_bytes), unit="bytes")
     target = _sub(vol, "target")
     _sub(target, "format", type=fmt)
+    if backing_path:
+        backing = _sub(vol, "backingStore")
+        _sub(backing, "path", backing_path)
+        _sub(backing, "format", type=backing_format)
     return ET.tostring(vol, encoding="unicode")
 
 

@@ -87,6 +87,17 @@ def drop_connection(uri: str) -> None:
             conn.close()
 
 
+def _version(number: int) -> str:
+    major, rest = divmod(number, 1_000_000)
+    minor, micro = divmod(rest, 1000)
+    return f"{major}.{minor}.{micro}"
+
+
+def _volume_format(vol: libvirt.virStorageVol) -> str:
+    fmt = ET.fromstring(vol.XMLDesc(0)).find("target/format")
+    return fmt.get("type", "raw") if fmt is not None else "raw"
+
+
 class LibvirtBackend(Backend):
     def __init__(
         self, *, uri: str, pool: str, virt_type: str | None = None, pool_path: str | None = None
@@ -116,14 +127,20 @@ class LibvirtBackend(Backend):
                 disk_gib = pool.info()[1] // GIB
             caps = ET.fromstring(self.conn.getCapabilities())
             cpu_model = caps.findtext("host/cpu/model") or model
-        major, rest = divmod(version, 1_000_000)
-        minor, micro = divmod(rest, 1000)
+            lib_version = self.conn.getLibVersion()
+            networks = tuple(sorted(self.conn.listNetworks() + self.conn.listDefinedNetworks()))
+            pools = tuple(
+                sorted(self.conn.listStoragePools() + self.conn.listDefinedStoragePools())
+            )
         return HostInfo(
             cpus=cpus,
             memory_mib=memory_mib,
             disk_gib=disk_gib,
             cpu_model=cpu_model,
-            hypervisor_version=f"{hv_type} {major}.{minor}.{micro}",
+            hypervisor_version=f"{hv_type} {_version(version)}",
+            libvirt_version=_version(lib_version),
+            networks=networks,
+            pools=pools,
         )
 
     # --- storage --------------------------------------------------------------------
@@ -177,7 +194,9 @@ class LibvirtBackend(Backend):
             stream.sendAll(lambda _s, nbytes, f: f.read(nbytes), fh)
         stream.finish()
 
-    def create_disk(self, *, volume: str, base_volume: str, size_gib: int) -> str:
+    def create_disk(
+        self, *, volume: str, base_volume: str, size_gib: int, overlay: bool = True
+    ) -> str:
         with translated(f"create disk {volume}", self.uri):
             pool = self._pool(create=True)
             assert pool is not None
@@ -189,9 +208,67 @@ class LibvirtBackend(Backend):
                 raise ImageNotAvailable(
                     f"Base image {base_volume} is not in pool {self.pool_name} on {self.uri}."
                 )
-            xml = volume_xml(name=volume, capacity_bytes=size_gib * GIB)
-            vol = pool.createXMLFrom(xml, base, 0)
+            capacity = max(size_gib * GIB, base.info()[1])
+            if overlay and not self.is_test_driver:
+                base_format = _volume_format(base)
+                xml = volume_xml(
+                    name=volume,
+                    capacity_bytes=capacity,
+                    backing_path=base.path(),
+                    backing_format=base_format,
+                )
+                vol = pool.createXML(xml, 0)
+            else:
+                vol = pool.createXMLFrom(volume_xml(name=volume, capacity_bytes=capacity), base, 0)
+                if vol.info()[1] < capacity:
+                    vol.resize(capacity, 0)
             return vol.path()
+
+    def put_volume(self, *, volume: str, data: bytes) -> None:
+        with translated(f"write volume {volume}", self.uri):
+            pool = self._pool(create=True)
+            assert pool is not None
+            old = self._volume(pool, volume)
+            if old is not None:
+                old.delete(0)
+            vol = pool.createXML(volume_xml(name=volume, capacity_bytes=len(data), fmt="raw"), 0)
+            if self.is_test_driver:
+                return  # the test driver keeps no volume contents
+            stream = self.conn.newStream(0)
+            vol.upload(stream, 0, len(data), 0)
+            view = memoryview(data)
+            offset = 0
+            while offset < len(view):
+                offset += stream.send(view[offset : offset + 262144])
+            stream.finish()
+
+    def _pool_path(self, pool: libvirt.virStoragePool) -> str:
+        return ET.fromstring(pool.XMLDesc(0)).findtext("target/path") or self.pool_path
+
+    def console_log_volume(self, name: str) -> str:
+        return f"{name}.console.log"
+
+    def console_log(self, name: str, *, max_bytes: int = 65536) -> str:
+        if self.is_test_driver:
+            return ""  # the test driver runs no guest that could print anything
+        with translated(f"read the console of {name}", self.uri):
+            pool = self._pool(create=False)
+            if pool is None:
+                return ""
+            pool.refresh(0)
+            vol = self._volume(pool, self.console_log_volume(name))
+            if vol is None:
+                return ""
+            size = vol.info()[1]
+            offset = max(0, size - max_bytes)
+            if size == 0:
+                return ""
+            stream = self.conn.newStream(0)
+            vol.download(stream, offset, size - offset, 0)
+            chunks: list[bytes] = []
+            stream.recvAll(lambda _s, data, acc: acc.append(data), chunks)
+            stream.finish()
+        return b"".join(chunks).decode("utf-8", errors="replace")
 
     # --- domains --------------------------------------------------------------------
     def _domain(self, name: str) -> libvirt.virDomain:
@@ -206,7 +283,14 @@ class LibvirtBackend(Backend):
                 if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
                     raise
             spec_for_host = DomainSpec(**{**spec.__dict__, "virt_type": self.virt_type})
-            self.conn.defineXML(domain_xml(spec_for_host, pool=self.pool_name))
+            log_path = ""
+            if not self.is_test_driver:
+                pool = self._pool(create=True)
+                assert pool is not None
+                log_path = f"{self._pool_path(pool)}/{self.console_log_volume(spec.name)}"
+            self.conn.defineXML(
+                domain_xml(spec_for_host, pool=self.pool_name, console_log_path=log_path)
+            )
 
     def start(self, name: str) -> None:
         with translated(f"start {name}", self.uri):
@@ -265,7 +349,8 @@ class LibvirtBackend(Backend):
             pool = self._pool(create=False)
             if pool is None:
                 return
-            for vol_name in volumes:
+            pool.refresh(0)
+            for vol_name in [*volumes, self.console_log_volume(name)]:
                 vol = self._volume(pool, vol_name)
                 if vol is not None:
                     vol.delete(0)
@@ -283,3 +368,10 @@ class LibvirtBackend(Backend):
     def domain_names(self) -> list[str]:
         with translated("list domains", self.uri):
             return sorted(dom.name() for dom in self.conn.listAllDomains(0))
+
+    def domain_states(self) -> dict[str, PowerState]:
+        with translated("list domains", self.uri):
+            return {
+                dom.name(): _STATE_MAP.get(dom.state()[0], PowerState.OTHER)
+                for dom in self.conn.listAllDomains(0)
+            }

@@ -5,7 +5,7 @@ from decimal import Decimal
 from django.core.validators import MinValueValidator
 from django.db import models
 
-from ..choices import BackendKind, HostState, VirtKind
+from ..choices import BackendKind, DiskMode, HostState, VirtKind
 from ..querysets import HostQuerySet
 
 
@@ -34,8 +34,23 @@ class Host(models.Model):
     cpus = models.PositiveIntegerField(default=0)
     memory_mib = models.PositiveBigIntegerField(default=0)
     disk_gib = models.PositiveBigIntegerField(default=0)
+    disk_mode = models.CharField(
+        max_length=16,
+        choices=DiskMode.choices,
+        default=DiskMode.OVERLAY,
+        help_text="How server disks are made from the base image in this host's pool.",
+    )
     cpu_model = models.CharField(max_length=100, blank=True, default="")
     hypervisor_version = models.CharField(max_length=50, blank=True, default="")
+    libvirt_version = models.CharField(max_length=50, blank=True, default="")
+    networks = models.JSONField(default=list, blank=True, help_text="libvirt networks seen.")
+    storage_pools = models.JSONField(default=list, blank=True, help_text="libvirt pools seen.")
+    unknown_domains = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Domains on the host that Paddock does not know (reported, never deleted).",
+    )
+    last_reconciled_at = models.DateTimeField(null=True, blank=True)
     cpu_overcommit = models.DecimalField(
         max_digits=5,
         decimal_places=2,

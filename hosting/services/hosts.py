@@ -27,6 +27,13 @@ def refresh_host(*, host: Host, job: Job | None = None) -> Host:
     except BackendError as exc:
         Host.objects.filter(pk=host.pk).update(last_error=exc.message)
         raise
+    if host.network not in info.networks:
+        message = (
+            f"Network {host.network!r} is not defined on {host.libvirt_uri} "
+            f"(it has: {', '.join(info.networks) or 'none'})."
+        )
+        Host.objects.filter(pk=host.pk).update(state=HostState.OFFLINE, last_error=message)
+        raise BackendError(message)
     with transaction.atomic():
         locked = Host.objects.select_for_update().get(pk=host.pk)
         locked.cpus = info.cpus
@@ -34,6 +41,9 @@ def refresh_host(*, host: Host, job: Job | None = None) -> Host:
         locked.disk_gib = info.disk_gib
         locked.cpu_model = info.cpu_model
         locked.hypervisor_version = info.hypervisor_version
+        locked.libvirt_version = info.libvirt_version
+        locked.networks = list(info.networks)
+        locked.storage_pools = list(info.pools)
         locked.last_seen = timezone.now()
         locked.last_error = ""
         if locked.state == HostState.OFFLINE:

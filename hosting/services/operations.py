@@ -16,9 +16,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from ..backends import Backend, BackendError, DomainSpec, PowerState, get_backend
-from ..choices import JobKind, ServerState
+from ..choices import DiskMode, JobKind, ServerState
 from ..models import Job, Server
 from . import ipam
+from .cloudinit import seed_files, seed_iso
 from .jobs import update_progress
 from .servers import lock_server, set_state
 
@@ -40,6 +41,14 @@ def disk_volume(server: Server) -> str:
     return f"{server.domain_name}-disk0.qcow2"
 
 
+def seed_volume(server: Server) -> str:
+    return f"{server.domain_name}-seed.iso"
+
+
+def server_volumes(server: Server) -> list[str]:
+    return [disk_volume(server), seed_volume(server)]
+
+
 def domain_spec(server: Server) -> DomainSpec:
     assert server.host is not None
     return DomainSpec(
@@ -48,6 +57,7 @@ def domain_spec(server: Server) -> DomainSpec:
         vcpus=server.plan.vcpus,
         memory_mib=server.plan.memory_mib,
         disk_volume=disk_volume(server),
+        seed_volume=seed_volume(server) if server.image.cloud_init else None,
         mac_address=server.mac_address,
         network=server.host.network,
         virt_type=settings.VIRT_TYPE,
@@ -81,10 +91,20 @@ def provision(job: Job, server: Server, backend: Backend) -> str:
     backend.ensure_image(
         volume=image.volume_name, size_bytes=image.min_disk_gib * GIB, source_path=source
     )
-    update_progress(job, 35, f"Creating {server.plan.disk_gib} GiB disk")
-    backend.create_disk(
-        volume=disk_volume(server), base_volume=image.volume_name, size_gib=server.plan.disk_gib
+    assert server.host is not None
+    overlay = server.host.disk_mode == DiskMode.OVERLAY
+    update_progress(
+        job, 35, f"Creating {server.plan.disk_gib} GiB disk ({'overlay' if overlay else 'copy'})"
     )
+    backend.create_disk(
+        volume=disk_volume(server),
+        base_volume=image.volume_name,
+        size_gib=server.plan.disk_gib,
+        overlay=overlay,
+    )
+    if image.cloud_init:
+        update_progress(job, 50, "Writing the cloud-init seed")
+        backend.put_volume(volume=seed_volume(server), data=seed_iso(seed_files(server)))
     update_progress(job, 60, "Defining the virtual machine")
     backend.define(domain_spec(server))
     update_progress(job, 80, "Booting")
@@ -158,7 +178,7 @@ def unsuspend(job: Job, server: Server, backend: Backend) -> str:
 def terminate(job: Job, server: Server, backend: Backend | None) -> str:
     if backend is not None:
         update_progress(job, 30, "Removing the virtual machine and its disks")
-        backend.undefine(server.domain_name, volumes=[disk_volume(server)])
+        backend.undefine(server.domain_name, volumes=server_volumes(server))
     update_progress(job, 80, "Releasing addresses")
     with transaction.atomic():
         locked = lock_server(server.pk)
