@@ -274,8 +274,14 @@ class JobInline(admin.TabularInline):
     model = Job
     fk_name = "server"
     extra = 0
-    fields = ["kind", "status", "progress", "message", "created_at", "finished_at"]
-    readonly_fields = fields
+    fields = readonly_fields = (
+        "kind",
+        "status",
+        "progress",
+        "message",
+        "created_at",
+        "finished_at",
+    )
     can_delete = False
     show_change_link = True
     ordering = ["-created_at"]
@@ -325,7 +331,7 @@ class ServerAdmin(ReadOnlyAdmin):
     search_fields = ["hostname", "uuid", "domain_name", "mac_address", "customer__name"]
     list_select_related = ["customer", "plan", "image", "host"]
     date_hierarchy = "created_at"
-    fields = [
+    fields = readonly_fields = (
         "uuid",
         "hostname",
         "customer",
@@ -339,8 +345,7 @@ class ServerAdmin(ReadOnlyAdmin):
         "created_at",
         "updated_at",
         "terminated_at",
-    ]
-    readonly_fields = fields
+    )
     inlines = [IPAddressInline, JobInline]
     actions = [
         _server_action(JobKind.START, "Start"),
@@ -424,7 +429,7 @@ class JobAdmin(ReadOnlyAdmin):
     search_fields = ["=id", "server__hostname", "server__uuid", "message", "error"]
     list_select_related = ["server", "host", "requested_by"]
     date_hierarchy = "created_at"
-    fields = [
+    fields = readonly_fields = (
         "kind",
         "status",
         "progress",
@@ -440,8 +445,7 @@ class JobAdmin(ReadOnlyAdmin):
         "heartbeat_at",
         "finished_at",
         "log_lines",
-    ]
-    readonly_fields = fields
+    )
 
     @admin.display(description="log")
     def log_lines(self, obj: Job) -> str:
@@ -468,7 +472,7 @@ class AuditEventAdmin(ReadOnlyAdmin):
     search_fields = ["action", "actor_repr", "target_repr", "target_id", "source_ip"]
     list_select_related = ["customer"]
     date_hierarchy = "created_at"
-    fields = [
+    fields = readonly_fields = (
         "created_at",
         "action",
         "actor",
@@ -480,8 +484,7 @@ class AuditEventAdmin(ReadOnlyAdmin):
         "customer",
         "source_ip",
         "details",
-    ]
-    readonly_fields = fields
+    )
 
 
 # --- API tokens ------------------------------------------------------------------------
@@ -495,7 +498,7 @@ class APITokenAddForm(forms.ModelForm):
         fields = ["user", "scope", "customer", "name", "expires_at"]
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        cleaned = super().clean() or {}
         if self.errors:
             return cleaned
         try:
@@ -515,7 +518,7 @@ class APITokenAddForm(forms.ModelForm):
         pass
 
     def save(self, commit: bool = True) -> APIToken:
-        self.save_m2m = lambda: None
+        super().save(commit=False)  # saves nothing; sets save_m2m, which the admin calls
         return self.issued[0]
 
 
