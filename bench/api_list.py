@@ -102,14 +102,18 @@ def populate(n_servers: int) -> None:
     )
 
 
-def measure(fn: Callable[[], object], runs: int, warmup: int = 5) -> list[float]:
+def measure(fns: dict[str, Callable[[], object]], runs: int, warmup: int = 5) -> dict:
+    """Time every function `runs` times, interleaved, so that load from elsewhere on the
+    machine falls on all of them alike and the ratios stay fair."""
     for _ in range(warmup):
-        fn()
-    times = []
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - start) * 1000)
     return times
 
 
@@ -160,11 +164,13 @@ def main() -> None:
             return rows
 
         total = api(100)().json()["count"]
-        figures = {
-            "API  page_size=100": (measure(api(100), args.runs), count_queries(api(100))),
-            "API  page_size=10 ": (measure(api(10), args.runs), count_queries(api(10))),
-            "ORM  values()[:100]": (measure(orm, args.runs), count_queries(orm)),
+        fns = {
+            "API  page_size=100": api(100),
+            "API  page_size=10": api(10),
+            "ORM  values()[:100]": orm,
         }
+        times = measure(fns, args.runs)
+        queries = {name: count_queries(fn) for name, fn in fns.items()}
     finally:
         connection.creation.destroy_test_db(old_name, verbosity=0)
 
@@ -174,17 +180,14 @@ def main() -> None:
         f"after 5 warm-up; set-up {setup_s:.1f} s)"
     )
     print(f"{'':22}{'median ms':>10}{'p95 ms':>10}{'queries':>9}")
-    for name, (times, queries) in figures.items():
-        print(f"{name:22}{statistics.median(times):10.2f}{p95(times):10.2f}{queries:9d}")
-    api_median = statistics.median(figures["API  page_size=100"][0])
-    small_median = statistics.median(figures["API  page_size=10 "][0])
-    orm_median = statistics.median(figures["ORM  values()[:100]"][0])
+    for name in fns:
+        median = statistics.median(times[name])
+        print(f"{name:22}{median:10.2f}{p95(times[name]):10.2f}{queries[name]:9d}")
+    api_median, small_median, orm_median = (statistics.median(t) for t in times.values())
     print(f"ratio API page of 100 / ORM read of 100 rows:  {api_median / orm_median:.1f}x")
     print(f"ratio API page of 100 / API page of 10:        {api_median / small_median:.1f}x")
-    print(
-        "query count is the same for both page sizes: "
-        f"{figures['API  page_size=100'][1] == figures['API  page_size=10 '][1]}"
-    )
+    same = queries["API  page_size=100"] == queries["API  page_size=10"]
+    print(f"query count is the same for both page sizes: {same}")
 
 
 if __name__ == "__main__":
