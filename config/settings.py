@@ -123,6 +123,16 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 EMBEDDED_REDIS_SOCKET = VAR_DIR / (f"redis-test-{os.getpid()}.sock" if TESTING else "redis.sock")
 REDIS_URL = env.str("REDIS_URL", default=f"unix://{EMBEDDED_REDIS_SOCKET}")
 
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": env.str("CACHE_PREFIX", default="paddock"),
+    }
+}
+# How old a cached console tail may be before a worker is asked for a fresh one.
+CONSOLE_REFRESH_SECONDS = env.int("PADDOCK_CONSOLE_REFRESH_SECONDS", default=2)
+
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",

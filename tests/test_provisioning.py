@@ -154,3 +154,18 @@ def test_billing_flow_end_to_end(
     # and another customer's token cannot see it
     assert other_client.get(f"/api/v1/servers/{body['server']}/").status_code == 404
     assert other_client.get(f"/api/v1/jobs/{job_id}/").status_code == 404
+
+
+def test_console_tail_is_fetched_by_a_worker(provisioned, owner_client, other_client):
+    # given the owner's server; when the owner polls the console endpoint
+    url = f"/api/v1/servers/{provisioned.uuid}/console/"
+    first = owner_client.get(url)
+    assert first.status_code == 200
+    assert first.json()["fetched_at"] is None  # nothing read yet: a worker was asked
+    deadline = time.monotonic() + 10
+    while (body := owner_client.get(url).json())["fetched_at"] is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    # then a worker read the host (the test driver's guests print nothing)
+    assert body["text"] == "" and body["error"] == ""
+    assert other_client.get(url).status_code == 404

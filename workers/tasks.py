@@ -112,3 +112,14 @@ def reconcile_all() -> int:
     for host_id, queue in hosts:
         reconcile_host.apply_async(args=[host_id], queue=queue, expires=120)
     return len(hosts)
+
+
+@shared_task
+def fetch_console(server_id: int) -> int:
+    from hosting.models import Server
+    from hosting.services.console import refresh
+
+    server = Server.objects.select_related("host").filter(pk=server_id).first()
+    if server is None or server.host is None:
+        return 0
+    return len(refresh(server).text)

@@ -190,6 +190,12 @@ class JobSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class ConsoleSerializer(serializers.Serializer):
+    text = serializers.CharField(help_text="The last 64 KiB of the serial console.")
+    fetched_at = serializers.DateTimeField(allow_null=True)
+    error = serializers.CharField(allow_blank=True)
+
+
 class TokenCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100, required=False, default="")
     scope = serializers.ChoiceField(choices=TokenScope.choices)

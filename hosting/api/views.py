@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from ..choices import JobKind
 from ..filtersets import CustomerFilterSet, JobFilterSet, ServerFilterSet
 from ..models import Customer, Host, Image, IPAddress, Job, Plan, Server, SSHKey
+from ..services import console as console_service
 from ..services import customers as customer_service
 from ..services import servers as server_service
 from ..services.hosts import request_refresh
@@ -189,6 +190,16 @@ class ServerViewSet(ScopedModelViewSet):
             request=self.request,
         )
         return self._job_response(job)
+
+    @extend_schema(
+        responses={200: s.ConsoleSerializer},
+        description="The tail of the serial console log (read-only). A worker refreshes it "
+        "every few seconds while it is being read; poll this endpoint.",
+    )
+    @action(detail=True, methods=["get"])
+    def console(self, request, uuid=None):
+        tail = console_service.tail(self.get_object())
+        return Response(s.ConsoleSerializer(tail).data)
 
     @extend_schema(request=None, responses={202: s.JobSerializer})
     @action(detail=True, methods=["post"])
