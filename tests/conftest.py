@@ -35,6 +35,28 @@ def redis_server():
         proc.wait(10)
 
 
+@pytest.fixture(autouse=True)
+def reset_test_driver():
+    """Leave libvirt's in-process test driver as a new one: only its built-in `test`
+    domain and an empty pool (tests share the driver's state within the process)."""
+    yield
+    import libvirt
+
+    conn = libvirt.open("test:///default")
+    try:
+        for dom in conn.listAllDomains(0):
+            if dom.name() == "test":
+                continue
+            if dom.isActive():
+                dom.destroy()
+            dom.undefine()
+        pool = conn.storagePoolLookupByName("default-pool")
+        for vol in pool.listAllVolumes(0):
+            vol.delete(0)
+    finally:
+        conn.close()
+
+
 @pytest.fixture
 def celery_worker(transactional_db):
     """A real Celery worker (in a thread of this process, so that it shares the libvirt
