@@ -209,12 +209,17 @@ class HostAdmin(AuditedAdmin):
         "disk_gib",
         "cpu_model",
         "hypervisor_version",
+        "libvirt_version",
+        "networks",
+        "storage_pools",
+        "unknown_domains",
         "last_seen",
+        "last_reconciled_at",
         "last_error",
     ]
     fieldsets = [
         (None, {"fields": ["name", "libvirt_uri", "backend", "kind", "state", "zone"]}),
-        ("Placement", {"fields": ["queue", "storage_pool", "network"]}),
+        ("Placement", {"fields": ["queue", "storage_pool", "network", "disk_mode"]}),
         ("Overcommit", {"fields": ["cpu_overcommit", "ram_overcommit"]}),
         (
             "Read from the hypervisor",
@@ -225,7 +230,12 @@ class HostAdmin(AuditedAdmin):
                     "disk_gib",
                     "cpu_model",
                     "hypervisor_version",
+                    "libvirt_version",
+                    "networks",
+                    "storage_pools",
+                    "unknown_domains",
                     "last_seen",
+                    "last_reconciled_at",
                     "last_error",
                 ]
             },
@@ -398,6 +408,7 @@ class IPAddressAdmin(ReadOnlyAdmin):
     """Addresses are assigned and released by the services only (hosting.services.ipam)."""
 
     list_display = ["address", "pool", "server", "customer", "assigned_at"]
+    fields = readonly_fields = ("address", "pool", "server", "assigned_at")
     list_filter = ["pool", "pool__family"]
     search_fields = ["address", "server__hostname", "server__customer__name"]
     list_select_related = ["pool", "server", "server__customer"]
