@@ -28,12 +28,13 @@ PY_STAMP := $(VENV)/.paddock-synced
 NPM_STAMP := node_modules/.paddock-ci
 VENDOR_STAMP := static/vendor/.paddock-vendor
 
-.PHONY: help run test lint bench setup setup-test system system-browser python assets \
-	clean
+.PHONY: help run test test-system lint bench setup setup-test system system-browser \
+	python assets clean
 
 help:
 	@echo "make run    set up, migrate, seed the demo and run the panel (http://$(HOST):$(PORT)/)"
 	@echo "make test   set up and run the test suite (PYTEST_ARGS='-k api' to select)"
+	@echo "make test-system  the real-host suite: libvirtd + QEMU testbed (root)"
 	@echo "make lint   ruff check and ruff format --check"
 	@echo "make bench  API list benchmark with 10,000 servers (bench/api_list.py)"
 	@echo "make clean  remove the tools, the venv, node_modules and the stamps (keeps var/)"
@@ -90,6 +91,12 @@ run: setup
 
 test: setup-test
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# The real-host suite (tests/system, marker `system`): two libvirtd hosts in network
+# namespaces and real QEMU guests; needs root, installs libvirtd and QEMU when missing.
+test-system: setup
+	@scripts/system-packages.sh --system
+	$(VENV)/bin/pytest -m system tests/system $(PYTEST_ARGS)
 
 lint: python
 	$(VENV)/bin/ruff check .

@@ -3,6 +3,8 @@
 #
 #   scripts/system-packages.sh           what `make run` needs
 #   scripts/system-packages.sh --browser  the same plus Chromium for the browser tests
+#   scripts/system-packages.sh --system   the same plus libvirtd and QEMU for the real-host
+#                                         system suite (make test-system)
 #
 # - libvirt-dev, pkg-config, gcc, python3-dev: libvirt-python has no wheels on PyPI and is
 #   built from source against the system libvirt; libvirt-dev brings libvirt0, whose
@@ -12,13 +14,23 @@
 # - nodejs, npm: the front-end assets (skipped when npm is already on PATH, e.g. from a
 #   nodejs package that bundles npm).
 # - chromium (--browser): Debian's Chromium for the Playwright browser tests.
+# - --system: libvirtd with the QEMU driver, QEMU (TCG where KVM is missing), qemu-img,
+#   iproute2 (network namespaces), e2fsprogs (the guest image), dnsmasq-base (libvirt
+#   networks) for the testbed in testbed/ and tests/system/.
 set -euo pipefail
 
 browser=false
-[ "${1:-}" = "--browser" ] && browser=true
+system=false
+case "${1:-}" in
+    --browser) browser=true ;;
+    --system) system=true ;;
+esac
 
 required=(libvirt-dev pkg-config gcc python3-dev python3-venv)
 command -v npm >/dev/null 2>&1 || required+=(nodejs npm)
+if $system; then
+    required+=(libvirt-daemon-system qemu-system-x86 qemu-utils iproute2 e2fsprogs dnsmasq-base)
+fi
 optional=()
 if $browser && [ ! -x /usr/bin/chromium ]; then
     optional+=(chromium)
