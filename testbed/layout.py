@@ -39,6 +39,8 @@ def shared_pool_dir() -> Path:
 
 @dataclass(frozen=True)
 class TestbedHost:
+    __test__ = False  # not a pytest test class, despite the name
+
     index: int
 
     @property

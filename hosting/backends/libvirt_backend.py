@@ -236,10 +236,9 @@ class LibvirtBackend(Backend):
                 return  # the test driver keeps no volume contents
             stream = self.conn.newStream(0)
             vol.upload(stream, 0, len(data), 0)
-            view = memoryview(data)
             offset = 0
-            while offset < len(view):
-                offset += stream.send(view[offset : offset + 262144])
+            while offset < len(data):
+                offset += stream.send(data[offset : offset + 262144])
             stream.finish()
 
     def _pool_path(self, pool: libvirt.virStoragePool) -> str:

@@ -1,0 +1,174 @@
+"""Real guests on a two-host testbed, driven through the REST API and a real worker."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+
+import pytest
+
+from hosting.choices import HostState, ServerState
+from hosting.models import Host, IPAddress, Server
+from hosting.services.reconcile import reconcile_host
+from testbed.layout import TestbedHost
+
+pytestmark = [pytest.mark.system, pytest.mark.django_db(transaction=True)]
+
+BOOT_TIMEOUT = 180
+
+
+def wait_job(client, job_id: int, timeout: float = 240) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        body = client.get(f"/api/v1/jobs/{job_id}/").json()
+        if body["status"] not in ("queued", "running"):
+            return body
+        assert time.monotonic() < deadline, f"job {job_id} still {body['status']}: {body['log']}"
+        time.sleep(0.5)
+
+
+def act(client, server_uuid: str, action: str) -> dict:
+    resp = client.post(f"/api/v1/servers/{server_uuid}/{action}/")
+    assert resp.status_code == 202, resp.content
+    job = wait_job(client, resp.json()["id"])
+    assert job["status"] == "succeeded", job
+    return job
+
+
+def console(client, server_uuid: str) -> str:
+    return client.get(f"/api/v1/servers/{server_uuid}/console/").json()["text"]
+
+
+def wait_console(
+    client, server_uuid: str, pattern: str, *, count: int = 1, timeout: float = BOOT_TIMEOUT
+) -> str:
+    """Wait until `pattern` appears `count` times on the serial console; return the log."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = console(client, server_uuid)
+        if len(re.findall(pattern, text)) >= count:
+            return text
+        assert time.monotonic() < deadline, f"{pattern!r} x{count} not seen:\n{text[-3000:]}"
+        time.sleep(1)
+
+
+def heartbeats_after_last_ready(text: str) -> list[int]:
+    tail = text.rsplit(" ready", 1)[-1]
+    return [int(n) for n in re.findall(r"paddock-guest heartbeat=(\d+)", tail)]
+
+
+def virsh(host: Host, *args: str) -> str:
+    return subprocess.run(
+        ["virsh", "-q", "-c", host.libvirt_uri, *args],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
+def create(client, customer, plan, image, hostname) -> tuple[str, dict]:
+    resp = client.post(
+        "/api/v1/servers/",
+        {"customer": customer.pk, "plan": plan.pk, "image": image.pk, "hostname": hostname},
+        format="json",
+    )
+    assert resp.status_code == 202, resp.content
+    job = wait_job(client, resp.json()["id"])
+    assert job["status"] == "succeeded", job
+    return job["server"], job
+
+
+def test_guests_on_two_hosts(
+    testbed, celery_worker, billing_client, customer, tiny_plan, tiny_image
+):
+    # given two testbed hosts; when a server is created through the API for each
+    servers = {}
+    for name in ("alpha", "beta"):
+        uuid, _ = create(billing_client, customer, tiny_plan, tiny_image, name)
+        servers[name] = Server.objects.select_related("host").get(uuid=uuid)
+    assert {s.host.name for s in servers.values()} == {"tb-hv1", "tb-hv2"}
+
+    # then each boots and reports its hostname and static address on the serial console
+    for name, server in servers.items():
+        address = server.addresses.get().address
+        wait_console(
+            billing_client,
+            str(server.uuid),
+            rf"paddock-guest hostname={name} ip={re.escape(address)} ready",
+        )
+        assert server.domain_name in virsh(server.host, "list", "--name")
+
+    alpha = servers["alpha"]
+    uuid = str(alpha.uuid)
+    # the disk persists: stop and start, and the heartbeat continues where it was
+    text = wait_console(billing_client, uuid, r"paddock-guest heartbeat=10\b")
+    act(billing_client, uuid, "stop")
+    alpha.refresh_from_db()
+    assert alpha.state == ServerState.STOPPED
+    before = max(heartbeats_after_last_ready(console(billing_client, uuid)))
+    assert before >= 10
+    act(billing_client, uuid, "start")
+    text = wait_console(billing_client, uuid, r"ready", count=2)
+    text = wait_console(billing_client, uuid, r"boot=2 .*\n(?:.*\n)*?paddock-guest heartbeat=")
+    after = heartbeats_after_last_ready(text)
+    assert after and after[0] >= before, (before, after)
+
+    # reboot: the guest comes back by itself
+    act(billing_client, uuid, "reboot")
+    wait_console(billing_client, uuid, r"ready", count=3)
+
+    # force off
+    act(billing_client, uuid, "force-stop")
+    assert "shut off" in virsh(alpha.host, "domstate", alpha.domain_name)
+
+    # a guest's qemu killed behind Paddock's back: reconciliation notices
+    beta = servers["beta"]
+    pid = subprocess.run(
+        ["pgrep", "-f", f"guest={beta.domain_name}"], capture_output=True, text=True
+    ).stdout.split()
+    assert pid, "no qemu process found for beta"
+    subprocess.run(["kill", "-9", *pid], check=True)
+    deadline = time.monotonic() + 30
+    while True:
+        report = reconcile_host(host=beta.host)
+        beta.refresh_from_db()
+        if beta.state != ServerState.RUNNING:
+            break
+        assert time.monotonic() < deadline, report
+        time.sleep(1)
+    assert beta.state in (ServerState.STOPPED, ServerState.ERROR)
+    assert "Reconciled" in beta.state_message or "missing" in beta.state_message
+
+    # terminate leaves nothing on the host and frees the addresses
+    for server in servers.values():
+        resp = billing_client.delete(f"/api/v1/servers/{server.uuid}/")
+        assert resp.status_code == 202
+        assert wait_job(billing_client, resp.json()["id"])["status"] == "succeeded"
+        server.refresh_from_db()
+        assert server.state == ServerState.TERMINATED
+        assert server.domain_name not in virsh(server.host, "list", "--all", "--name")
+        volumes = virsh(server.host, "vol-list", "paddock")
+        assert server.domain_name not in volumes, volumes
+        assert not IPAddress.objects.filter(server=server).exists()
+
+
+def test_host_whose_libvirtd_dies_goes_offline(testbed):
+    host = Host.objects.get(name="tb-hv2")
+    tb = TestbedHost(2)
+    pid = int(tb.pidfile.read_text())
+    subprocess.run(["kill", "-9", str(pid)], check=True)
+    try:
+        report = reconcile_host(host=host)
+        host.refresh_from_db()
+        assert not report.reachable
+        assert host.state == HostState.OFFLINE
+        assert "cannot reach" in host.last_error
+    finally:
+        from django.core.management import call_command
+
+        from ..factories import TEST_QUEUE
+
+        call_command("testbed", "up", "--hosts", "2", "--queue", TEST_QUEUE)
+    host.refresh_from_db()
+    assert host.state == HostState.ONLINE
