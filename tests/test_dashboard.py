@@ -456,5 +456,5 @@ def test_ops_page_shows_capacity_jobs_and_failures(staff_browser, server, host):
     assert resp.status_code == 200
     assert host.name in body and "empty-host" in body
     # 1 vCPU used of 16 CPUs x 4.00 overcommit
-    assert "1 / 64" in body
+    assert '1 <span class="text-body-secondary">of 64</span>' in body
     assert "libvirt said no" in body

@@ -107,7 +107,8 @@ def live_context(request: HttpRequest, server: Server) -> dict:
     return {
         "server": server,
         "active_job": active,
-        "jobs": jobs,
+        # the active job has its own card with the live progress bar
+        "jobs": [j for j in jobs if j != active],
         "buttons": power_buttons(server, access),
         "terminate": terminate_button(server, access),
         "addresses": sorted(server.addresses.all(), key=lambda a: (a.pool.family, a.address)),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.contrib.admin.views.decorators import staff_member_required
@@ -14,21 +15,27 @@ from hosting.choices import ACTIVE_JOB_STATUSES, JobStatus, ServerState
 from hosting.models import Customer, Job, Server
 from hosting.services.placement import host_usage
 
+from ..templatetags.paddock import mib
+
 FAILURE_WINDOW = timedelta(days=7)
 
 
-def meter(label: str, used: int, total: int, unit: str = "") -> dict:
+def meter(label: str, used: int, total: int, show: Callable[[int], str] = str) -> dict:
+    """One capacity bar: used, total and free as people read them, and a colour."""
     pct = min(100, round(100 * used / total)) if total > 0 else 0
     level = "danger" if pct >= 90 else "warning" if pct >= 70 else "success"
     return {
         "label": label,
-        "used": used,
-        "total": total,
-        "free": total - used,
-        "unit": unit,
+        "used": show(used),
+        "total": show(total),
+        "free": show(total - used),
         "pct": pct,
         "level": level,
     }
+
+
+def gib(value: int) -> str:
+    return f"{value} GiB"
 
 
 @staff_member_required
@@ -39,8 +46,8 @@ def overview(request: HttpRequest) -> HttpResponse:
             "host": usage.host,
             "meters": [
                 meter("vCPU", usage.vcpus_used, usage.host.vcpu_capacity),
-                meter("Memory", usage.memory_used_mib, usage.host.memory_capacity_mib, "MiB"),
-                meter("Disk", usage.disk_used_gib, usage.host.disk_gib, "GiB"),
+                meter("Memory", usage.memory_used_mib, usage.host.memory_capacity_mib, mib),
+                meter("Disk", usage.disk_used_gib, usage.host.disk_gib, gib),
             ],
         }
         for usage in host_usage()
