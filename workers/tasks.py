@@ -7,6 +7,8 @@ import logging
 from celery import shared_task
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from hosting.backends import BackendError
@@ -18,11 +20,21 @@ from hosting.services.operations import execute, record_failure
 log = logging.getLogger(__name__)
 
 
+def _stale_cutoff():
+    return timezone.now() - settings.JOB_STALE_AFTER
+
+
 def _claim(job_id: int) -> Job | None:
-    """Mark the job running, unless it is gone, finished, or out of attempts."""
+    """Mark the job running, unless it is gone, finished, out of attempts, or running in a
+    live worker (a duplicate message). A running job whose worker stopped reporting is taken
+    over: that is the redelivery of a lost worker's message."""
     with transaction.atomic():
         job = job_service.lock_job(job_id)
         if job is None or not job.is_active:
+            return None
+        if job.status == JobStatus.RUNNING and (
+            job.heartbeat_at is None or job.heartbeat_at >= _stale_cutoff()
+        ):
             return None
         if job.attempts >= settings.JOB_MAX_ATTEMPTS:
             job_service.finish(
@@ -69,22 +81,33 @@ def run_job(self, job_id: int) -> None:
 
 @shared_task
 def requeue_stale_jobs() -> int:
-    """Give jobs of a lost worker back to the queue (or fail them after enough attempts)."""
-    cutoff = timezone.now() - settings.JOB_STALE_AFTER
-    stale = Job.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=cutoff).values_list(
-        "pk", flat=True
+    """Put jobs whose work or message was lost back on the queue.
+
+    - running, but its worker stopped reporting: the worker died (the next attempt takes
+      over, or the job fails once it is out of attempts);
+    - queued for longer than the stale period: its message was lost (a broker that
+      restarted without persistence). A duplicate message is harmless: `_claim` lets
+      only one worker run a job.
+    """
+    cutoff = _stale_cutoff()
+    last_activity = Coalesce("heartbeat_at", "created_at")
+    stale = Job.objects.annotate(last=last_activity).filter(
+        Q(status=JobStatus.RUNNING, heartbeat_at__lt=cutoff)
+        | Q(status=JobStatus.QUEUED, last__lt=cutoff)
     )
     count = 0
-    for job_id in list(stale):
+    for job_id in list(stale.values_list("pk", flat=True)):
         with transaction.atomic():
             job = job_service.lock_job(job_id)
-            if job is None or job.status != JobStatus.RUNNING:
+            if job is None or not job.is_active:
                 continue
-            if job.heartbeat_at is not None and job.heartbeat_at >= cutoff:
+            last = job.heartbeat_at or job.created_at
+            if last >= cutoff:
                 continue
+            reason = "Worker lost" if job.status == JobStatus.RUNNING else "Message lost"
             job.status = JobStatus.QUEUED
             job.save(update_fields=["status"])
-            job_service.update_progress(job, job.progress, "Worker lost; requeued")
+            job_service.update_progress(job, job.progress, f"{reason}; requeued")
             job_service.enqueue_on_commit(job)
             count += 1
     return count

@@ -18,5 +18,5 @@ class Command(BaseCommand):
         if sock.exists():
             sock.unlink()
         self.stdout.write(f"Embedded Redis on unix://{sock}")
-        argv = command(sock)
+        argv = command(sock, persist=True)
         os.execv(argv[0], argv)

@@ -132,7 +132,7 @@ class Command(BaseCommand):
         with contextlib.suppress(FileNotFoundError):
             sock.unlink()
         proc = subprocess.Popen(
-            embedded_redis.command(sock),
+            embedded_redis.command(sock, persist=True),
             stdout=subprocess.DEVNULL,
             start_new_session=True,
             preexec_fn=_die_with_parent,
