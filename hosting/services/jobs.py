@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -13,6 +14,11 @@ from .errors import Conflict
 from .events import publish_job
 
 MAX_LOG_LINES = 500
+
+
+def log_time(moment: datetime) -> str:
+    """A job log line's time: UTC, to the millisecond (bench/provision.py reads it)."""
+    return moment.strftime("%H:%M:%S.%f")[:12]
 
 
 def lock_job(job_id: int) -> Job | None:
@@ -62,7 +68,7 @@ def update_progress(job: Job, progress: int, message: str) -> None:
     now = timezone.now()
     job.progress = max(0, min(100, progress))
     job.message = message[:300]
-    job.log = [*job.log, f"{now:%H:%M:%S} {message}"][-MAX_LOG_LINES:]
+    job.log = [*job.log, f"{log_time(now)} {message}"][-MAX_LOG_LINES:]
     job.heartbeat_at = now
     with transaction.atomic():
         Job.objects.filter(pk=job.pk).update(
@@ -90,7 +96,7 @@ def finish(job: Job, *, status: str, message: str, error: str = "") -> None:
     job.finished_at = now
     if status == JobStatus.SUCCEEDED:
         job.progress = 100
-    job.log = [*job.log, f"{now:%H:%M:%S} {message}" + (f": {error}" if error else "")][
+    job.log = [*job.log, f"{log_time(now)} {message}" + (f": {error}" if error else "")][
         -MAX_LOG_LINES:
     ]
     job.save(update_fields=["status", "message", "error", "finished_at", "progress", "log"])
