@@ -6,6 +6,7 @@ run it: the suite is only ever asked for on purpose.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -61,11 +62,14 @@ def testbed(testbed_session, transactional_db):
 
 @pytest.fixture
 def tiny_image(guest_image, transactional_db) -> Image:
+    # the base volume is named after the content: a rebuilt image never hides behind an
+    # old volume of the same name that overlays are backed by
+    digest = hashlib.sha256(guest_image.read_bytes()).hexdigest()[:12]
     return Image.objects.create(
         name="Paddock tiny",
         os_version="tiny",
         source=IMAGE_FILE,
-        volume_name=IMAGE_FILE,
+        volume_name=f"paddock-tiny-{digest}.qcow2",
         min_disk_gib=1,
         cloud_init=True,
     )
