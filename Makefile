@@ -29,7 +29,7 @@ NPM_STAMP := node_modules/.paddock-ci
 VENDOR_STAMP := static/vendor/.paddock-vendor
 
 .PHONY: help run test test-system lint bench setup setup-test system system-browser \
-	python assets clean image testbed testbed-down
+	python assets clean image testbed testbed-down bench-provision
 
 help:
 	@echo "make run    set up, migrate, seed the demo and run the panel (http://$(HOST):$(PORT)/)"
@@ -39,6 +39,7 @@ help:
 	@echo "make testbed [HOSTS=2]  hypervisor hosts in network namespaces (root); testbed-down"
 	@echo "make lint   ruff check, ruff format --check and mypy"
 	@echo "make bench  API list benchmark with 10,000 servers (bench/api_list.py)"
+	@echo "make bench-provision  API request to guest ready line vs qemu-img + virsh (root)"
 	@echo "make clean  remove the tools, the venv, node_modules and the stamps (keeps var/)"
 
 # --- set-up ----------------------------------------------------------------------------
@@ -124,6 +125,11 @@ lint: python
 
 bench: python
 	$(VENV)/bin/python bench/api_list.py
+
+# API request -> guest ready line on a one-host testbed, against qemu-img + virsh (root).
+bench-provision: python
+	@scripts/system-packages.sh --system
+	$(VENV)/bin/python bench/provision.py
 
 clean:
 	rm -rf $(TOOLS) $(VENV) node_modules static/vendor
