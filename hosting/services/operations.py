@@ -108,21 +108,26 @@ def provision(job: Job, server: Server, backend: Backend) -> str:
     update_progress(job, 60, "Defining the virtual machine")
     backend.define(domain_spec(server))
     update_progress(job, 80, "Booting")
+    _boot(server, backend)
+    return "Server is running"
+
+
+def _boot(server: Server, backend: Backend) -> None:
+    """Start the domain, wait until libvirt reports it running, and record that."""
     backend.start(server.domain_name)
+    _wait_running(server, backend, "did not start")
+
+
+def _wait_running(server: Server, backend: Backend, failure: str) -> None:
     state = wait_for(backend, server.domain_name, {PowerState.RUNNING}, timeout=60)
     if state != PowerState.RUNNING:
-        raise BackendError(f"The server did not start (state {state}).")
+        raise BackendError(f"The server {failure} (state {state}).")
     _set(server.pk, ServerState.RUNNING)
-    return "Server is running"
 
 
 def start(job: Job, server: Server, backend: Backend) -> str:
     update_progress(job, 30, "Starting")
-    backend.start(server.domain_name)
-    state = wait_for(backend, server.domain_name, {PowerState.RUNNING}, timeout=60)
-    if state != PowerState.RUNNING:
-        raise BackendError(f"The server did not start (state {state}).")
-    _set(server.pk, ServerState.RUNNING)
+    _boot(server, backend)
     return "Server is running"
 
 
@@ -154,10 +159,7 @@ def force_stop(job: Job, server: Server, backend: Backend) -> str:
 def reboot(job: Job, server: Server, backend: Backend) -> str:
     update_progress(job, 40, "Rebooting")
     backend.reboot(server.domain_name)
-    state = wait_for(backend, server.domain_name, {PowerState.RUNNING}, timeout=60)
-    if state != PowerState.RUNNING:
-        raise BackendError(f"The server did not come back (state {state}).")
-    _set(server.pk, ServerState.RUNNING)
+    _wait_running(server, backend, "did not come back")
     return "Server rebooted"
 
 
@@ -169,9 +171,7 @@ def suspend(job: Job, server: Server, backend: Backend) -> str:
 
 def unsuspend(job: Job, server: Server, backend: Backend) -> str:
     update_progress(job, 30, "Lifting the suspension and starting")
-    backend.start(server.domain_name)
-    state = wait_for(backend, server.domain_name, {PowerState.RUNNING}, timeout=60)
-    _set(server.pk, OBSERVED.get(state, ServerState.ERROR))
+    _boot(server, backend)
     return "Suspension lifted"
 
 
