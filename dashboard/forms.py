@@ -43,6 +43,7 @@ class CustomerChoiceMixin:
     """
 
     fields: dict
+    cleaned_data: dict
 
     def setup_customer(self, access: Access) -> None:
         self.customers = Customer.objects.visible_to(access).filter(status=CustomerStatus.ACTIVE)
@@ -140,7 +141,6 @@ def add_service_error(form: forms.Form, exc: Exception) -> None:
             form.add_error(None, exc)
         return
     if isinstance(exc, ServiceError):
-        field = exc.field if exc.field in form.fields else None
-        form.add_error(field, exc.message)
+        form.add_error(exc.field if exc.field in form.fields else None, exc.message)
         return
     form.add_error(None, str(exc))

@@ -72,7 +72,8 @@ class DaphneThread:
 
 
 @pytest.fixture(scope="session")
-def live_asgi_url():
+def live_asgi_url(django_db_setup):
+    # (after the test database exists, and stopped before it is dropped)
     if not (Path(settings.BASE_DIR) / "static" / "vendor" / "bootstrap").is_dir():
         pytest.fail("static/vendor/ is missing: run `npm ci` (it copies the front-end assets).")
     daphne = DaphneThread()
@@ -156,6 +157,14 @@ def leave_no_domains(transactional_db):
             get_backend(server.host).undefine(server.domain_name, volumes=[disk_volume(server)])
 
 
+def log_in(page, url: str, user) -> None:
+    page.goto(f"{url}/login/")
+    page.fill("#id_username", user.username)
+    page.fill("#id_password", "correct-horse-battery")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{url}/")
+
+
 def domain_state(server: Server) -> int:
     assert server.host is not None
     conn = libvirt.open(server.host.libvirt_uri)
@@ -177,11 +186,7 @@ def test_create_watch_stop_and_terminate_a_server(
     page.add_init_script(WATCH_PROGRESS)
 
     # given the customer's owner, logged in
-    page.goto(f"{url}/login/")
-    page.fill("#id_username", owner.username)
-    page.fill("#id_password", "correct-horse-battery")
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{url}/")
+    log_in(page, url, owner)
     assert page.locator("h1", has_text="Servers").is_visible()
 
     # when they create a server in the browser
@@ -250,11 +255,29 @@ def test_other_customers_server_page_is_not_found(live_asgi_url, page, other_own
     from .factories import ServerFactory
 
     server = ServerFactory(customer=customer, hostname="acme-secret")
-    page.goto(f"{live_asgi_url}/login/")
-    page.fill("#id_username", other_owner.username)
-    page.fill("#id_password", "correct-horse-battery")
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{live_asgi_url}/")
+    log_in(page, live_asgi_url, other_owner)
     response = page.goto(f"{live_asgi_url}/servers/{server.uuid}/")
     assert response is not None and response.status == 404
     assert "acme-secret" not in page.content()
+
+
+def test_server_list_filters_as_you_type(live_asgi_url, page, owner, customer):
+    from .factories import ServerFactory
+
+    ServerFactory(customer=customer, hostname="alpha.example.com")
+    ServerFactory(customer=customer, hostname="beta.example.com", state=ServerState.STOPPED)
+    log_in(page, live_asgi_url, owner)
+    rows = page.locator("#server-table tbody tr")
+    assert rows.count() == 2
+    page.evaluate("window.__sameDocument = true")
+    page.fill("input[name=q]", "alp")
+    page.wait_for_function("document.querySelectorAll('#server-table tbody tr').length === 1")
+    assert "alpha.example.com" in rows.first.inner_text()
+    page.fill("input[name=q]", "")
+    page.select_option("select[name=state]", "stopped")
+    page.wait_for_function(
+        "document.querySelector('#server-table tbody tr')?.innerText.includes('beta')"
+        " && document.querySelectorAll('#server-table tbody tr').length === 1"
+    )
+    assert page.evaluate("window.__sameDocument") is True
+    assert "state=stopped" in page.url

@@ -135,7 +135,9 @@ def test_server_list_query_count_does_not_grow(browser, customer, plan, image, h
 
 def test_other_customers_server_is_404(other_browser, server):
     # given a server of Acme, when Globex's owner asks for it in any way, then 404
-    assert other_browser.get(detail_url(server)).status_code == 404
+    resp = other_browser.get(detail_url(server))
+    assert resp.status_code == 404
+    assert "web-1" not in resp.content.decode()
     live = reverse("dashboard:server-live", kwargs={"uuid": server.uuid})
     assert other_browser.get(live).status_code == 404
     assert other_browser.post(action_url(server, "stop")).status_code == 404
@@ -225,7 +227,9 @@ def test_second_action_while_busy_is_refused(browser, server):
 
 
 def test_customer_cannot_suspend(browser, server):
-    assert browser.post(action_url(server, "suspend")).status_code == 403
+    resp = browser.post(action_url(server, "suspend"))
+    assert resp.status_code == 403
+    assert "Only the provider can do that." in resp.content.decode()
     assert not Job.objects.exists()
 
 

@@ -10,7 +10,7 @@ from hosting.choices import JobStatus, ServerState
 
 register = template.Library()
 
-STATE_ICONS = {
+STATE_ICONS: dict[str, str] = {
     ServerState.PENDING: "hourglass-split",
     ServerState.PROVISIONING: "gear-wide-connected",
     ServerState.RUNNING: "circle-fill",
@@ -21,7 +21,7 @@ STATE_ICONS = {
     ServerState.TERMINATING: "trash3",
     ServerState.TERMINATED: "x-circle",
 }
-JOB_ICONS = {
+JOB_ICONS: dict[str, str] = {
     JobStatus.QUEUED: "clock",
     JobStatus.RUNNING: "arrow-repeat",
     JobStatus.SUCCEEDED: "check-circle-fill",

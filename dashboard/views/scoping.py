@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 from django.http import HttpRequest
+from django_htmx.middleware import HtmxDetails
 
 from hosting.access import Access, access_for
+
+
+class HtmxHttpRequest(HttpRequest):
+    """A request as django-htmx's middleware leaves it (for type checkers)."""
+
+    htmx: HtmxDetails
 
 
 def request_access(request: HttpRequest) -> Access:

@@ -21,7 +21,7 @@ from hosting.states import IllegalTransition
 
 from ..forms import ServerCreateForm, add_service_error
 from ..power import BY_SLUG, permitted, power_buttons, terminate_button
-from .scoping import request_access
+from .scoping import HtmxHttpRequest, request_access
 
 PAGE_SIZE = 25
 # States that change without anyone pressing a button: the list refreshes itself.
@@ -38,7 +38,7 @@ def visible_servers(request: HttpRequest):
 
 
 @login_required
-def server_list(request: HttpRequest) -> HttpResponse:
+def server_list(request: HtmxHttpRequest) -> HttpResponse:
     access = request_access(request)
     queryset = (
         visible_servers(request)
@@ -140,7 +140,7 @@ def server_live(request: HttpRequest, uuid) -> HttpResponse:
 
 @login_required
 @require_POST
-def server_action(request: HttpRequest, uuid, action: str) -> HttpResponse:
+def server_action(request: HtmxHttpRequest, uuid, action: str) -> HttpResponse:
     access = request_access(request)
     server = get_server(request, uuid)
     button = BY_SLUG.get(action)
