@@ -83,7 +83,16 @@ setup-test: system-browser setup
 
 # Without SECRET_KEY (in the environment or .env) a random one is written into .env.
 # Without REDIS_URL, runstack starts the embedded Redis; without DATABASE_URL, SQLite.
+# As root, libvirtd and QEMU are installed when missing (unless PADDOCK_LOCAL_HYPERVISOR
+# is off, here or in .env) and the demo makes real guests on the local qemu:///system
+# (testbed/local.py); a failed install only means the demo stays on the test driver.
+LOCAL_HYPERVISOR = $(or $(PADDOCK_LOCAL_HYPERVISOR),$(lastword $(shell \
+	sed -n 's/^PADDOCK_LOCAL_HYPERVISOR=//p' .env 2>/dev/null)),auto)
 run: setup
+	@if [ "$$(id -u)" -eq 0 ] && [ "$(LOCAL_HYPERVISOR)" != off ]; then \
+		scripts/system-packages.sh --system || \
+		echo "libvirtd/QEMU could not be installed: the demo uses the test driver." >&2; \
+	fi
 	@mkdir -p var
 	@scripts/ensure-secret-key.sh
 	$(MANAGE) migrate --noinput

@@ -225,6 +225,11 @@ IMAGE_STORE = env.path("PADDOCK_IMAGE_STORE", default=str(VAR_DIR / "images"))
 TESTBED_DIR = env.path("PADDOCK_TESTBED_DIR", default=str(VAR_DIR / "testbed"))
 TESTBED_SUBNET = env.str("PADDOCK_TESTBED_SUBNET", default="10.250.0.0/24")
 TESTBED_GUEST_SUBNET = env.str("PADDOCK_TESTBED_GUEST_SUBNET", default="10.251.0.0/24")
+# The demo's local hypervisor (testbed/local.py, started by `make run` as root): `auto`
+# uses qemu:///system on this machine for real guests when it can, `off` keeps the demo
+# on libvirt's test driver. Its guests' bridge takes the first address of this subnet.
+LOCAL_HYPERVISOR = env.str("PADDOCK_LOCAL_HYPERVISOR", default="auto")
+LOCAL_GUEST_SUBNET = env.str("PADDOCK_LOCAL_GUEST_SUBNET", default="10.252.0.0/24")
 # How long a graceful shutdown may take before the guest is forced off.
 SHUTDOWN_TIMEOUT = env.int("PADDOCK_SHUTDOWN_TIMEOUT", default=120)
 

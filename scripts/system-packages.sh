@@ -9,14 +9,15 @@
 # - libvirt-dev, pkg-config, gcc, python3-dev: libvirt-python has no wheels on PyPI and is
 #   built from source against the system libvirt; libvirt-dev brings libvirt0, whose
 #   library contains the test:///default driver the demo host and the tests use. A real
-#   qemu:///system host also needs libvirt-daemon-system and qemu-system-x86 (not here).
+#   qemu:///system host also needs libvirt-daemon-system and qemu-system-x86 (--system).
 # - python3-venv: the tools venv that uv is installed into.
 # - nodejs, npm: the front-end assets (skipped when npm is already on PATH, e.g. from a
 #   nodejs package that bundles npm).
 # - chromium (--browser): Debian's Chromium for the Playwright browser tests.
 # - --system: libvirtd with the QEMU driver, QEMU (TCG where KVM is missing), qemu-img,
 #   iproute2 (network namespaces), e2fsprogs (the guest image), dnsmasq-base (libvirt
-#   networks) for the testbed in testbed/ and tests/system/.
+#   networks) for the testbed in testbed/ and tests/system/, and for the real guests of
+#   `make run` as root (testbed/local.py).
 set -euo pipefail
 
 browser=false

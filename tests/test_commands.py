@@ -11,8 +11,18 @@ from django.core.management import CommandError, call_command
 from hosting.choices import HostState, JobKind, MemberRole, TokenScope
 from hosting.models import Customer, Host, Image, IPPool, Job, Membership, Plan
 from hosting.services.tokens import find_token
+from testbed.local import Mode
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def test_driver_demo(monkeypatch):
+    """The seed's test-driver mode, whatever this machine could run (tests/test_demo_modes.py
+    covers the real-VM mode)."""
+    from hosting.management.commands import seed_demo
+
+    monkeypatch.setattr(seed_demo, "demo_mode", lambda: Mode(real=False, reason="a test"))
 
 
 def run(*args, **kwargs) -> tuple[str, str]:
@@ -63,18 +73,20 @@ def test_seed_demo_is_idempotent(monkeypatch, django_capture_on_commit_callbacks
     with django_capture_on_commit_callbacks(execute=False):
         out, _ = run("seed_demo", url="http://127.0.0.1:9999/")
     counts = [m.objects.count() for m in (Customer, Plan, Image, IPPool, Host, Membership)]
-    # when an admin puts the host into maintenance and the seed runs again
+    # when the host is put into maintenance and the seed runs again
     Host.objects.update(state=HostState.MAINTENANCE)
     with django_capture_on_commit_callbacks(execute=False):
         run("seed_demo")
-    # then nothing is duplicated, and the admin's choice stays
-    expected = [1, 3, 3, 2, 1, 1]
+    # then nothing is duplicated, and the demo host is back online: it is the one host of
+    # the test-driver mode (tests/test_demo_modes.py: the states follow the mode)
+    expected = [1, 4, 3, 2, 1, 1]
     assert counts == expected
     assert [m.objects.count() for m in (Customer, Plan, Image, IPPool, Host, Membership)] == (
         expected
     )
     host = Host.objects.get()
-    assert host.libvirt_uri == "test:///default" and host.state == HostState.MAINTENANCE
+    assert host.libvirt_uri == "test:///default" and host.state == HostState.ONLINE
+    assert "Demo mode: libvirt test driver: no real guests, because a test." in out
     assert (host.storage_pool, host.network, host.queue) == ("default-pool", "default", "paddock")
     assert sorted(IPPool.objects.values_list("network", flat=True)) == [
         "192.0.2.0/24",

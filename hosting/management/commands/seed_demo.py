@@ -1,38 +1,57 @@
-"""`manage.py seed_demo`: an idempotent demo: admin, customer, plans, images, pools, a host.
+"""`manage.py seed_demo`: an idempotent demo: admin, customer, plans, images, pools, hosts.
 
 Run it as often as you like: every row is found by its natural key and brought back to
 the demo values (update_or_create), passwords included, so the printed credentials work.
 
-The demo host runs on libvirt's test driver (`test:///default`), whose state lives in the
-process that opened it. Its capacity is therefore not read here but by the worker that
-will run its jobs: the seed queues a "refresh host" job (hosting.services.hosts
-.request_refresh), and the Celery worker reads the capacity within seconds of starting.
-Until that job has run, the host has no capacity and placement refuses new servers.
+The demo has two modes, chosen on every run (testbed/local.py decides, and says why):
+
+- **real VMs**: when the local hypervisor answers (`make run` as root starts libvirtd on
+  `qemu:///system` with the network `paddock`), the host `local` is registered and read
+  here (capacity, versions), the tiny guest image is built if missing
+  (guest/build-image.sh) and offered as "Paddock tiny", with an IPv4 pool for the guest
+  bridge. A new server is a real QEMU guest whose console shows it boot.
+- **test driver**: otherwise the host `demo-host` on libvirt's `test:///default`, whose
+  state lives in the process that opened it. Its capacity is therefore not read here but
+  by the worker that runs its jobs: the seed queues a "refresh host" job, which the Celery
+  worker runs within seconds of starting; until then placement refuses new servers.
+
+The rows of the mode not in use stay, but leave the catalogue: its host goes into
+maintenance, its images and pools are deactivated. Servers made in the other mode keep
+their records.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import subprocess
 from decimal import Decimal
+from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from hosting.backends import BackendError
 from hosting.choices import HostState, MemberRole, OSFamily, VirtKind
 from hosting.models import Customer, Host, Image, IPPool, Membership, Plan
-from hosting.services.hosts import request_refresh
+from hosting.services.hosts import refresh_host, request_refresh
+from hosting.services.reconcile import reconcile_host
+from testbed import local as local_hypervisor
+from testbed.local import Mode
 
 DEFAULT_ADMIN_PASSWORD = "paddock-admin"
 DEFAULT_DEMO_PASSWORD = "paddock-demo"
 
 PLANS = [
     # name, vCPUs, memory MiB, disk GiB, transfer GiB, snapshots, backups, price
+    ("Tiny", 1, 192, 2, 250, 1, 1, "1.50"),  # sized for the tiny guest image
     ("Nano", 1, 256, 5, 500, 1, 1, "3.00"),
     ("Small", 1, 512, 10, 1000, 2, 2, "6.00"),
     ("Medium", 2, 1024, 20, 2000, 3, 3, "12.00"),
 ]
+# Images that exist only as names on the test driver (no content: nothing would boot).
 IMAGES = [
     # name, OS version, volume name, minimum disk GiB
     ("Debian 12", "12", "debian-12.qcow2", 2),
@@ -46,6 +65,40 @@ POOLS = [
 ]
 HOST_NAME = "demo-host"
 HOST_URI = "test:///default"
+# The real-VM mode: the tiny guest image (guest/) on the local qemu:///system.
+ROOT = Path(__file__).resolve().parents[3]
+TINY_IMAGE_FILE = "paddock-tiny.qcow2"
+TINY_IMAGE_NAME = "Paddock tiny"
+LOCAL_POOL = "local-ipv4"
+LOCAL_ZONE = "local"
+
+
+def demo_mode() -> Mode:
+    return local_hypervisor.demo_mode()
+
+
+def tiny_image() -> Path:
+    """The tiny guest image in the image store, built (about 10 s, once) when missing."""
+    path = Path(settings.IMAGE_STORE) / TINY_IMAGE_FILE
+    if path.exists():
+        return path
+    build = subprocess.run(
+        ["bash", str(ROOT / "guest" / "build-image.sh"), str(settings.IMAGE_STORE)],
+        capture_output=True,
+        text=True,
+    )
+    if build.returncode != 0 or not path.exists():
+        tail = (build.stderr or build.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise RuntimeError(f"the tiny guest image could not be built ({tail[0]})")
+    return path
+
+
+def content_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:12]
 
 
 def broker_reachable(timeout: float = 3.0) -> bool:
@@ -77,12 +130,21 @@ class Command(BaseCommand):
     def handle(self, *args, url: str, no_refresh: bool, **options) -> None:
         admin_password = os.environ.get("DEMO_ADMIN_PASSWORD") or DEFAULT_ADMIN_PASSWORD
         demo_password = os.environ.get("DEMO_PASSWORD") or DEFAULT_DEMO_PASSWORD
+        mode = demo_mode()
+        image_file = None
+        if mode.real:
+            try:
+                if not (Path(settings.IMAGE_STORE) / TINY_IMAGE_FILE).exists():
+                    self.stdout.write("Building the tiny guest image (guest/build-image.sh) ...")
+                image_file = tiny_image()
+            except (OSError, RuntimeError) as exc:
+                mode = Mode(real=False, reason=str(exc))
         with transaction.atomic():
             admin = self.user("admin", "admin@example.com", admin_password, staff=True)
             customer = self.customer(demo_password)
             self.catalogue()
             self.pools()
-            host, created = Host.objects.update_or_create(
+            host, _ = Host.objects.update_or_create(
                 name=HOST_NAME,
                 defaults={
                     "libvirt_uri": HOST_URI,
@@ -92,7 +154,6 @@ class Command(BaseCommand):
                     "queue": "paddock",
                     "zone": "",
                 },
-                # A new demo host starts online; an admin's later choice (maintenance) stays.
                 create_defaults={
                     "libvirt_uri": HOST_URI,
                     "kind": VirtKind.VM,
@@ -102,13 +163,28 @@ class Command(BaseCommand):
                     "state": HostState.ONLINE,
                 },
             )
+        if image_file is not None:
+            mode = self.local_host(image_file)
+        self.apply(mode)
+        hosts = ", ".join(f"{h.name} ({h.libvirt_uri}, {h.state})" for h in Host.objects.all())
         self.stdout.write(
             f"Demo data ready: customer {customer.name!r} (id {customer.pk}), "
-            f"{Plan.objects.count()} plans, {Image.objects.count()} images, "
-            f"{IPPool.objects.count()} IP pools, host {host.name} ({host.libvirt_uri}, "
-            f"{'new' if created else 'updated'})."
+            f"{Plan.objects.active().count()} plans, {Image.objects.active().count()} images, "
+            f"{IPPool.objects.filter(is_active=True).count()} IP pools; hosts: {hosts}."
         )
-        self.refresh(host, admin, skip=no_refresh)
+        if mode.real:
+            self.stdout.write(
+                self.style.SUCCESS(f"Demo mode: {mode.describe()}.")
+                + f" New servers are QEMU guests on {local_hypervisor.BRIDGE} "
+                f"({local_hypervisor.gateway()}); try plan Tiny with image {TINY_IMAGE_NAME} "
+                "and watch its console."
+            )
+        else:
+            self.stdout.write(
+                self.style.WARNING(f"Demo mode: {mode.describe()}.")
+                + f" Servers on {HOST_NAME} exist only inside the worker process."
+            )
+            self.refresh(host, admin, skip=no_refresh)
         self.stdout.write(
             self.style.SUCCESS(
                 "\n"
@@ -118,6 +194,76 @@ class Command(BaseCommand):
                 "  (demo passwords: set DEMO_ADMIN_PASSWORD / DEMO_PASSWORD to change them)\n"
             )
         )
+
+    def local_host(self, image_file: Path) -> Mode:
+        """Register the local hypervisor, its pool and the tiny image; read the host."""
+        # the base volume is named after the content: a rebuilt image never hides behind
+        # an old volume of the same name that overlays are backed by
+        volume = f"paddock-tiny-{content_digest(image_file)}.qcow2"
+        subnet = local_hypervisor.guest_subnet()
+        with transaction.atomic():
+            Image.objects.update_or_create(
+                name=TINY_IMAGE_NAME,
+                defaults={
+                    "os_family": OSFamily.LINUX,
+                    "os_version": "tiny",
+                    "kind": VirtKind.VM,
+                    "source": TINY_IMAGE_FILE,
+                    "volume_name": volume,
+                    "min_disk_gib": 1,
+                    "cloud_init": True,
+                },
+            )
+            pool, _ = IPPool.objects.get_or_create(
+                name=LOCAL_POOL, defaults={"network": str(subnet)}
+            )
+            pool.network = str(subnet)
+            pool.gateway = str(subnet.network_address + 1)
+            pool.range_start = str(subnet.network_address + 10)
+            pool.range_end = None
+            pool.dns_servers = ""  # nothing answers DNS on the guest bridge
+            pool.zone = LOCAL_ZONE
+            pool.full_clean()
+            pool.save()
+            host, _ = Host.objects.update_or_create(
+                name=local_hypervisor.HOST_NAME,
+                defaults={
+                    "libvirt_uri": local_hypervisor.URI,
+                    "kind": VirtKind.VM,
+                    "storage_pool": local_hypervisor.POOL,
+                    "network": local_hypervisor.NETWORK,
+                    "queue": "paddock",
+                    "zone": LOCAL_ZONE,
+                    "state": HostState.ONLINE,
+                },
+            )
+        try:
+            host = refresh_host(host=host)
+            # the servers of an earlier run (stopped, or unknown while the host was away)
+            # take the hypervisor's word at once, not at the next periodic reconciliation
+            reconcile_host(host=host)
+        except BackendError as exc:
+            reason = f"{local_hypervisor.URI} could not be read: {exc.message}"
+            return Mode(real=False, reason=reason)
+        self.stdout.write(
+            f"Host {host.name}: {host.cpus} CPUs, {host.memory_mib} MiB, {host.disk_gib} GiB "
+            f"free in pool {host.storage_pool}, {host.hypervisor_version}, "
+            f"libvirt {host.libvirt_version}."
+        )
+        return Mode(real=True)
+
+    def apply(self, mode: Mode) -> None:
+        """Put the mode's host online and the other one into maintenance; offer only the
+        images and pools that work in this mode."""
+        real = mode.real
+        on, off = HostState.ONLINE, HostState.MAINTENANCE
+        Host.objects.filter(name=HOST_NAME).update(state=off if real else on)
+        if not real:
+            Host.objects.filter(name=local_hypervisor.HOST_NAME).update(state=off)
+        Image.objects.filter(volume_name__in=[i[2] for i in IMAGES]).update(is_active=not real)
+        Image.objects.filter(name=TINY_IMAGE_NAME).update(is_active=real)
+        IPPool.objects.filter(name__in=[p[0] for p in POOLS]).update(is_active=not real)
+        IPPool.objects.filter(name=LOCAL_POOL).update(is_active=real)
 
     def user(self, username: str, email: str, password: str, *, staff: bool = False):
         User = get_user_model()

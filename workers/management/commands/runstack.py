@@ -1,10 +1,12 @@
 """`manage.py runstack`: the whole panel in the foreground, stopped cleanly by Ctrl-C.
 
-Starts, in order: the embedded Redis (only when REDIS_URL is not set), the demo seed
-(with --seed), the ASGI web server (daphne: HTTP and WebSocket), one Celery worker and
-Celery beat. Output is prefixed with the service's name. Ctrl-C (or SIGTERM) stops the
-web server, beat and the worker (a warm shutdown), then Redis; if any service exits on its
-own, the others are stopped too and the command fails.
+Starts, in order: the embedded Redis (only when REDIS_URL is not set), with --seed the
+local hypervisor (testbed/local.py: libvirtd on qemu:///system for real guests, when this
+machine allows it) and the demo seed, the ASGI web server (daphne: HTTP and WebSocket),
+one Celery worker and Celery beat. Output is prefixed with the service's name. Ctrl-C (or
+SIGTERM) stops the web server, beat and the worker (a warm shutdown), then the local
+hypervisor if this run started it (its guests are shut down first), then Redis; if any
+service exits on its own, the others are stopped too and the command fails.
 
 The worker uses the threads pool: every job runs in one process, which is what libvirt's
 test driver (`test:///default`, whose state lives in the process that opened it) needs.
@@ -29,6 +31,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from testbed import local as local_hypervisor
 from workers import embedded_redis
 
 STOP_TIMEOUT = 30.0
@@ -91,9 +94,13 @@ class Command(BaseCommand):
 
         redis = self._start_redis()
         services: list[Service] = []
+        local = None
         failed = False
         try:
             if options["seed"]:
+                local = local_hypervisor.bring_up(
+                    say=lambda line: self._say("libvirt", line), preexec_fn=_die_with_parent
+                )
                 call_command("seed_demo", url=url, stdout=self.stdout, stderr=self.stderr)
             celery = [sys.executable, "-m", "celery", "-A", "config"]
             web = [_executable("daphne"), "-b", bind, "-p", str(port), "config.asgi:application"]
@@ -113,6 +120,8 @@ class Command(BaseCommand):
             failed = self._supervise(services, url, shown_host, port)
         finally:
             self._stop_all(services)
+            if local is not None:
+                local.shut_down()
             if redis is not None:
                 self._stop(Service("redis", [], proc=redis))
         if failed:
