@@ -56,6 +56,18 @@ def access_for(user: Any, token: APIToken | None = None) -> Access:
     return Access(customer_ids=_member_customer_ids(user), can_write=True)
 
 
+def request_access(request: Any) -> Access:
+    """The caller's Access for a Django or DRF request (narrowed by its API token, if it
+    authenticated with one), computed once per request."""
+    cached = getattr(request, "_paddock_access", None)
+    if cached is None:
+        auth = getattr(request, "auth", None)
+        token = auth if hasattr(auth, "scope") else None
+        cached = access_for(getattr(request, "user", None), token)
+        request._paddock_access = cached
+    return cached
+
+
 def _member_customer_ids(user: Any) -> frozenset[int]:
     cached = getattr(user, "_paddock_customer_ids", None)
     if cached is None:

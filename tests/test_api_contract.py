@@ -228,3 +228,13 @@ def test_token_creation_and_revocation_are_audited(owner, customer):
         "token.create",
         "token.revoke",
     ]
+
+
+def test_filters_do_not_reveal_other_customers_or_hosts(owner_client, other_customer, host):
+    # naming another customer's id answers exactly as naming an id that does not exist
+    foreign = owner_client.get(f"/api/v1/servers/?customer={other_customer.pk}")
+    missing = owner_client.get("/api/v1/servers/?customer=999999")
+    assert foreign.status_code == missing.status_code == 400
+    assert foreign.json()["error"]["fields"] == missing.json()["error"]["fields"]
+    assert owner_client.get(f"/api/v1/servers/?host={host.pk}").status_code == 400
+    assert owner_client.get(f"/api/v1/jobs/?host={host.pk}").status_code == 400

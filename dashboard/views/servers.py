@@ -14,7 +14,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from hosting.choices import ACTIVE_JOB_STATUSES, ServerState
 from hosting.filtersets import ServerFilterSet
-from hosting.models import Customer, Host, IPAddress, Job, Server
+from hosting.models import IPAddress, Job, Server
 from hosting.services import servers as server_service
 from hosting.services.errors import ServiceError
 from hosting.states import IllegalTransition
@@ -50,11 +50,8 @@ def server_list(request: HtmxHttpRequest) -> HttpResponse:
     )
     if not request.GET.getlist("state"):
         queryset = queryset.alive()
-    filterset = ServerFilterSet(request.GET or None, queryset=queryset)
-    # The filter choices offer only what this user may see.
-    filterset.filters["customer"].extra["queryset"] = Customer.objects.visible_to(access)
-    if not access.is_staff:
-        filterset.filters["host"].extra["queryset"] = Host.objects.none()
+    # the filter choices offer only what this user may see (hosting.filtersets)
+    filterset = ServerFilterSet(request.GET or None, queryset=queryset, request=request)
     servers = filterset.qs if filterset.is_bound else queryset
     page = Paginator(servers, PAGE_SIZE).get_page(request.GET.get("page"))
     context = {

@@ -2,17 +2,7 @@ from __future__ import annotations
 
 from rest_framework import permissions
 
-from ..access import Access, access_for
-
-
-def request_access(request) -> Access:
-    """The caller's Access, computed once per request."""
-    cached = getattr(request, "_paddock_access", None)
-    if cached is None:
-        token = request.auth if hasattr(request.auth, "scope") else None
-        cached = access_for(request.user, token)
-        request._paddock_access = cached
-    return cached
+from ..access import request_access
 
 
 class TokenScopePermission(permissions.BasePermission):
