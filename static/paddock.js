@@ -171,3 +171,14 @@
 
   document.addEventListener("DOMContentLoaded", connect);
 })();
+
+// Keep the serial console scrolled to its end after each refresh, unless the reader
+// scrolled up to read something.
+document.body.addEventListener("htmx:beforeSwap", (event) => {
+  const box = event.detail.target.querySelector && event.detail.target.querySelector(".console-text");
+  if (box) event.detail.target.dataset.stick = String(box.scrollHeight - box.scrollTop - box.clientHeight < 24);
+});
+document.body.addEventListener("htmx:afterSwap", (event) => {
+  const box = event.detail.target.querySelector && event.detail.target.querySelector(".console-text");
+  if (box && event.detail.target.dataset.stick !== "false") box.scrollTop = box.scrollHeight;
+});

@@ -15,6 +15,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from hosting.choices import ACTIVE_JOB_STATUSES, ServerState
 from hosting.filtersets import ServerFilterSet
 from hosting.models import IPAddress, Job, Server
+from hosting.services import console as console_service
 from hosting.services import servers as server_service
 from hosting.services.errors import ServiceError
 from hosting.states import IllegalTransition
@@ -133,6 +134,13 @@ def server_live(request: HttpRequest, uuid) -> HttpResponse:
     """The part of the server page that the browser reloads when a job ends."""
     server = get_server(request, uuid)
     return render(request, "dashboard/servers/_live.html", live_context(request, server))
+
+
+@login_required
+def server_console(request: HttpRequest, uuid) -> HttpResponse:
+    """The serial console tail (read by a worker, served from the cache), for htmx polling."""
+    tail = console_service.tail(get_server(request, uuid))
+    return render(request, "dashboard/servers/_console.html", {"tail": tail})
 
 
 @login_required
