@@ -47,6 +47,8 @@ BUTTONS: tuple[PowerButton, ...] = (
         "outline-warning",
         confirm="Force {hostname} off? Unsaved data in the guest is lost.",
     ),
+    PowerButton(JobKind.PAUSE, "Pause", "pause-fill", "outline-secondary"),
+    PowerButton(JobKind.RESUME, "Resume", "play-fill", "success"),
     PowerButton(JobKind.SUSPEND, "Suspend", "pause-circle", "outline-danger", staff_only=True),
     PowerButton(JobKind.UNSUSPEND, "Unsuspend", "play-circle", "outline-success", staff_only=True),
 )

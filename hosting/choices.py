@@ -68,6 +68,8 @@ class JobKind(models.TextChoices):
     STOP = "stop", "Stop (graceful)"
     FORCE_STOP = "force_stop", "Force stop"
     REBOOT = "reboot", "Reboot"
+    PAUSE = "pause", "Pause"
+    RESUME = "resume", "Resume"
     SUSPEND = "suspend", "Suspend"
     UNSUSPEND = "unsuspend", "Unsuspend"
     TERMINATE = "terminate", "Terminate"

@@ -30,6 +30,10 @@ ACTION_FROM_STATES: dict[str, frozenset[str]] = {
     JobKind.STOP: frozenset({S.RUNNING, S.PAUSED}),
     JobKind.FORCE_STOP: frozenset({S.RUNNING, S.PAUSED, S.ERROR}),
     JobKind.REBOOT: frozenset({S.RUNNING}),
+    # pause freezes the guest in memory (libvirt suspend); resume thaws it
+    JobKind.PAUSE: frozenset({S.RUNNING}),
+    JobKind.RESUME: frozenset({S.PAUSED}),
+    # suspend is the provider's (billing) suspension: the guest is shut down and locked
     JobKind.SUSPEND: frozenset({S.RUNNING, S.STOPPED, S.PAUSED}),
     JobKind.UNSUSPEND: frozenset({S.SUSPENDED}),
     JobKind.TERMINATE: frozenset(
@@ -42,6 +46,8 @@ POWER_ACTIONS = (
     JobKind.STOP,
     JobKind.FORCE_STOP,
     JobKind.REBOOT,
+    JobKind.PAUSE,
+    JobKind.RESUME,
     JobKind.SUSPEND,
     JobKind.UNSUSPEND,
 )

@@ -498,3 +498,10 @@ def test_console_of_another_customer_is_404(other_browser, server):
 def test_server_page_polls_the_console(browser, server):
     body = browser.get(detail_url(server)).content.decode()
     assert reverse("dashboard:server-console", args=[server.uuid]) in body
+
+
+def test_ops_overview_shows_reconciliation_drift(staff_browser, host):
+    host.unknown_domains = ["stray-vm", "old-test"]
+    host.save()
+    body = staff_browser.get(reverse("dashboard:ops")).content.decode()
+    assert "2 unknown domains" in body and "stray-vm, old-test" in body

@@ -63,6 +63,7 @@ def test_provision_creates_a_running_domain_with_an_address(provisioned, pool):
         ("force-stop", ServerState.STOPPED, libvirt.VIR_DOMAIN_SHUTOFF),
         ("reboot", ServerState.RUNNING, libvirt.VIR_DOMAIN_RUNNING),
         ("suspend", ServerState.SUSPENDED, libvirt.VIR_DOMAIN_SHUTOFF),
+        ("pause", ServerState.PAUSED, libvirt.VIR_DOMAIN_PAUSED),
     ],
 )
 def test_power_actions(provisioned, billing_client, action, expected_state, libvirt_state):
@@ -83,6 +84,8 @@ def test_start_after_stop_and_unsuspend(provisioned, billing_client):
         ("start", ServerState.RUNNING),
         ("suspend", ServerState.SUSPENDED),
         ("unsuspend", ServerState.RUNNING),
+        ("pause", ServerState.PAUSED),
+        ("resume", ServerState.RUNNING),
     ]:
         resp = billing_client.post(f"/api/v1/servers/{server.uuid}/{action}/")
         assert resp.status_code == 202, (action, resp.content)

@@ -221,7 +221,26 @@ class ServerViewSet(ScopedModelViewSet):
     def force_stop(self, request, uuid=None):
         return self._act(JobKind.FORCE_STOP)
 
+    @extend_schema(
+        request=None,
+        responses={202: s.JobSerializer},
+        description="Freeze the guest in memory (its CPUs stop).",
+    )
+    @action(detail=True, methods=["post"])
+    def pause(self, request, uuid=None):
+        return self._act(JobKind.PAUSE)
+
     @extend_schema(request=None, responses={202: s.JobSerializer})
+    @action(detail=True, methods=["post"])
+    def resume(self, request, uuid=None):
+        return self._act(JobKind.RESUME)
+
+    @extend_schema(
+        request=None,
+        responses={202: s.JobSerializer},
+        description="The provider's suspension: shut down and locked (staff and "
+        "billing tokens only).",
+    )
     @action(detail=True, methods=["post"])
     def suspend(self, request, uuid=None):
         return self._act(JobKind.SUSPEND)

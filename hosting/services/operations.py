@@ -163,6 +163,23 @@ def reboot(job: Job, server: Server, backend: Backend) -> str:
     return "Server rebooted"
 
 
+def pause(job: Job, server: Server, backend: Backend) -> str:
+    update_progress(job, 40, "Pausing (the guest keeps its memory, its CPUs stop)")
+    backend.suspend(server.domain_name)
+    state = wait_for(backend, server.domain_name, {PowerState.PAUSED}, timeout=30)
+    if state != PowerState.PAUSED:
+        raise BackendError(f"The server did not pause (state {state}).")
+    _set(server.pk, ServerState.PAUSED)
+    return "Server paused"
+
+
+def resume(job: Job, server: Server, backend: Backend) -> str:
+    update_progress(job, 40, "Resuming")
+    backend.resume(server.domain_name)
+    _wait_running(server, backend, "did not resume")
+    return "Server resumed"
+
+
 def suspend(job: Job, server: Server, backend: Backend) -> str:
     message = _power_off(job, server, backend)
     _set(server.pk, ServerState.SUSPENDED, "Suspended by the provider")
@@ -195,6 +212,8 @@ HANDLERS: dict[str, Callable[[Job, Server, Backend], str]] = {
     JobKind.STOP: stop,
     JobKind.FORCE_STOP: force_stop,
     JobKind.REBOOT: reboot,
+    JobKind.PAUSE: pause,
+    JobKind.RESUME: resume,
     JobKind.SUSPEND: suspend,
     JobKind.UNSUSPEND: unsuspend,
     JobKind.TERMINATE: terminate,

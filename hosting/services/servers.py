@@ -15,7 +15,7 @@ from django.db import IntegrityError, transaction
 
 from ..choices import CustomerStatus, JobKind, ServerState
 from ..models import Customer, Image, Job, Plan, Server, SSHKey
-from ..states import require_action
+from ..states import POWER_ACTIONS, require_action
 from . import audit, ipam
 from .errors import Conflict, ServiceError
 from .events import publish_server
@@ -115,15 +115,7 @@ def request_action(
     request: Any = None,
 ) -> Job:
     """Accept a power action or termination for a worker to carry out."""
-    if action not in (
-        JobKind.START,
-        JobKind.STOP,
-        JobKind.FORCE_STOP,
-        JobKind.REBOOT,
-        JobKind.SUSPEND,
-        JobKind.UNSUSPEND,
-        JobKind.TERMINATE,
-    ):
+    if action not in (*POWER_ACTIONS, JobKind.TERMINATE):
         raise ServiceError(f"Unknown action {action!r}.")
     with transaction.atomic():
         locked = lock_server(server.pk)

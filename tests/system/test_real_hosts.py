@@ -118,6 +118,13 @@ def test_guests_on_two_hosts(
     act(billing_client, uuid, "reboot")
     wait_console(billing_client, uuid, r"ready", count=3)
 
+    # pause freezes the guest, resume thaws it and the heartbeat goes on
+    beats = len(re.findall(r"heartbeat=", console(billing_client, uuid)))
+    act(billing_client, uuid, "pause")
+    assert "paused" in virsh(alpha.host, "domstate", alpha.domain_name)
+    act(billing_client, uuid, "resume")
+    wait_console(billing_client, uuid, r"heartbeat=", count=beats + 1, timeout=60)
+
     # force off
     act(billing_client, uuid, "force-stop")
     assert "shut off" in virsh(alpha.host, "domstate", alpha.domain_name)
