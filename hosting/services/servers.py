@@ -10,7 +10,6 @@ import secrets
 from collections.abc import Iterable
 from typing import Any
 
-from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from ..choices import CustomerStatus, JobKind, ServerState
@@ -69,20 +68,13 @@ def create_server(
     if any(k.customer_id != customer.pk for k in keys):
         raise ServiceError("SSH keys must belong to the same customer.", field="ssh_keys")
 
+    server = Server(
+        customer=customer, plan=plan, image=image, hostname=hostname, mac_address=new_mac()
+    )
+    server.full_clean(exclude=["host", "domain_name", "mac_address"])  # before any lock
+
     with transaction.atomic():
-        host = choose_host(plan=plan)
-        server = Server(
-            customer=customer,
-            plan=plan,
-            image=image,
-            host=host,
-            hostname=hostname,
-            mac_address=new_mac(),
-        )
-        try:
-            server.full_clean(exclude=["domain_name", "mac_address"])
-        except ValidationError as exc:
-            raise exc
+        host = server.host = choose_host(plan=plan)
         try:
             with transaction.atomic():
                 server.save()
