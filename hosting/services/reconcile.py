@@ -26,11 +26,11 @@ log = logging.getLogger(__name__)
 S = ServerState
 # servers whose state the hypervisor decides; the others are in the hands of a job
 WATCHED = [S.RUNNING, S.STOPPED, S.PAUSED, S.SUSPENDED, S.ERROR, S.UNKNOWN]
-OBSERVED = {
-    PowerState.RUNNING: S.RUNNING,
-    PowerState.STOPPED: S.STOPPED,
-    PowerState.PAUSED: S.PAUSED,
-    PowerState.CRASHED: S.ERROR,
+OBSERVED: dict[PowerState, str] = {
+    PowerState.RUNNING: S.RUNNING.value,
+    PowerState.STOPPED: S.STOPPED.value,
+    PowerState.PAUSED: S.PAUSED.value,
+    PowerState.CRASHED: S.ERROR.value,
 }
 
 
@@ -67,7 +67,7 @@ def _expected(server: Server, observed: PowerState) -> str | None:
     if state is None:
         return None
     if server.state == S.SUSPENDED and state == S.STOPPED:
-        return S.SUSPENDED  # a suspended server is off on purpose
+        return S.SUSPENDED.value  # a suspended server is off on purpose
     return state
 
 
