@@ -20,13 +20,18 @@ from hosting.services.events import server_group
 
 @database_sync_to_async
 def may_watch(user, server_uuid: uuid_lib.UUID) -> bool:
+    """Asked at connect and again before every message: a user removed from the customer,
+    deactivated, or whose customer was suspended stops receiving at once."""
     if user is None or not user.is_authenticated:
         return False
+    user.refresh_from_db(fields=["is_active", "is_staff"])
+    user._paddock_customer_ids = None  # memberships may have changed since
     return Server.objects.visible_to(access_for(user)).filter(uuid=server_uuid).exists()
 
 
 class ServerConsumer(AsyncJsonWebsocketConsumer):
     group: str | None = None
+    server_uuid: uuid_lib.UUID | None = None
 
     async def connect(self) -> None:
         try:
@@ -37,6 +42,7 @@ class ServerConsumer(AsyncJsonWebsocketConsumer):
         if not await may_watch(self.scope.get("user"), server_uuid):
             await self.close()
             return
+        self.server_uuid = server_uuid
         self.group = server_group(server_uuid)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
@@ -50,8 +56,17 @@ class ServerConsumer(AsyncJsonWebsocketConsumer):
         if isinstance(content, dict) and content.get("type") == "ping":
             await self.send_json({"type": "pong"})
 
+    async def _still_allowed(self) -> bool:
+        assert self.server_uuid is not None
+        if await may_watch(self.scope.get("user"), self.server_uuid):
+            return True
+        await self.close()
+        return False
+
     async def job_update(self, event: dict) -> None:
-        await self.send_json({"type": "job.update", "job": event["job"]})
+        if await self._still_allowed():
+            await self.send_json({"type": "job.update", "job": event["job"]})
 
     async def server_update(self, event: dict) -> None:
-        await self.send_json({"type": "server.update", "server": event["server"]})
+        if await self._still_allowed():
+            await self.send_json({"type": "server.update", "server": event["server"]})

@@ -135,3 +135,22 @@ def test_staff_may_watch_any_server(server, staff):
         return connected
 
     assert async_to_sync(scenario)()
+
+
+def test_socket_closes_when_access_is_withdrawn(server, owner):
+    # given the owner watching the server page
+    job = JobFactory(server=server, kind=JobKind.REBOOT, status=JobStatus.RUNNING)
+    communicator = socket(server, owner)
+
+    async def scenario():
+        connected, _ = await communicator.connect(timeout=5)
+        assert connected
+        # when the user is removed from the customer while the page is open
+        await sync_to_async(lambda: owner.memberships.all().delete())()
+        await sync_to_async(update_progress)(job, 60, "Rebooting")
+        # then the update is not sent and the socket is closed
+        output = await communicator.receive_output(timeout=5)
+        assert output["type"] == "websocket.close"
+        await communicator.disconnect()
+
+    async_to_sync(scenario)()
