@@ -62,7 +62,7 @@ def test_full_lifecycle(backend, spec):
     backend.define(spec)
     backend.define(spec)
     assert backend.state(spec.name) == PowerState.STOPPED
-    assert spec.name in backend.domain_names()
+    assert backend.domain_states()[spec.name] == PowerState.STOPPED
 
     conn = libvirt.open(URI)
     dom = conn.lookupByName(spec.name)

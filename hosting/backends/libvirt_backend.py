@@ -79,14 +79,6 @@ def _connect(uri: str) -> libvirt.virConnect:
         return conn
 
 
-def drop_connection(uri: str) -> None:
-    with _lock:
-        conn = _connections.pop(uri, None)
-    if conn is not None:
-        with contextlib.suppress(libvirt.libvirtError):
-            conn.close()
-
-
 def _version(number: int) -> str:
     major, rest = divmod(number, 1_000_000)
     minor, micro = divmod(rest, 1000)
@@ -363,10 +355,6 @@ class LibvirtBackend(Backend):
                     return PowerState.MISSING
                 raise
         return _STATE_MAP.get(code, PowerState.OTHER)
-
-    def domain_names(self) -> list[str]:
-        with translated("list domains", self.uri):
-            return sorted(dom.name() for dom in self.conn.listAllDomains(0))
 
     def domain_states(self) -> dict[str, PowerState]:
         with translated("list domains", self.uri):
