@@ -37,6 +37,7 @@ from pathlib import Path
 from django.conf import settings
 
 from . import netns
+from .hosts import QEMU_CONF  # the same QEMU settings as the testbed hosts
 
 URI = "qemu:///system"
 HOST_NAME = "local"
@@ -57,17 +58,6 @@ auth_unix_rw = "none"
 log_outputs = "3:stderr"
 """
 
-# What the testbed's hosts use (testbed/hosts.py): this machine is a container that has
-# no cgroup controllers, security driver or virtlogd to give.
-QEMU_CONF = """\
-user = "root"
-group = "root"
-dynamic_ownership = 0
-remember_owner = 0
-security_driver = "none"
-stdio_handler = "file"
-cgroup_controllers = [ ]
-"""
 
 Say = Callable[[str], None]
 
