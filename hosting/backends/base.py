@@ -106,4 +106,3 @@ class Backend(ABC):
 
     @abstractmethod
     def state(self, name: str) -> PowerState: ...
-
