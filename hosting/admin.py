@@ -256,6 +256,18 @@ class HostAdmin(AuditedAdmin):
     def server_count(self, obj: Host) -> int:
         return obj.live_servers  # type: ignore[attr-defined]
 
+    def save_model(self, request: HttpRequest, obj: Host, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if not change:
+            # onboarding: a worker reads capacity, versions, networks and pools, or marks
+            # the host offline with the reason (shown on this page as "last error")
+            job = request_refresh(host=obj, requested_by=request.user, request=request)
+            self.message_user(
+                request,
+                f"Reading {obj.name} from its hypervisor (job #{job.pk}).",
+                messages.INFO,
+            )
+
     @admin.action(description="Refresh from hypervisor (queue a job)")
     def refresh_from_hypervisor(self, request: HttpRequest, queryset: QuerySet) -> None:
         jobs = [

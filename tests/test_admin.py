@@ -187,3 +187,33 @@ def test_change_pages_show_every_field(rf, staff, model):
         if (f.concrete or f.many_to_many) and not f.auto_created
     }
     assert fields - shown - NOT_SHOWN.get(model.__name__, set()) == set()
+
+
+def test_adding_a_host_in_the_admin_reads_it_from_the_hypervisor(
+    admin_client_, django_capture_on_commit_callbacks
+):
+    # given an admin adding a host; when the form is saved
+    with django_capture_on_commit_callbacks(execute=False):
+        resp = admin_client_.post(
+            reverse("admin:hosting_host_add"),
+            {
+                "name": "hv9",
+                "libvirt_uri": "qemu+tcp://10.0.0.9/system",
+                "backend": "libvirt",
+                "kind": "vm",
+                "state": "offline",
+                "zone": "",
+                "queue": "paddock",
+                "storage_pool": "paddock",
+                "network": "default",
+                "disk_mode": "overlay",
+                "cpu_overcommit": "4",
+                "ram_overcommit": "1",
+            },
+            follow=True,
+        )
+    assert resp.status_code == 200
+    # then a refresh job is queued for a worker, and the admin is told
+    job = Job.objects.get(host__name="hv9")
+    assert job.kind == JobKind.HOST_REFRESH and job.status == JobStatus.QUEUED
+    assert f"job #{job.pk}" in resp.content.decode()
