@@ -13,6 +13,8 @@ from hosting.models import Host, IPAddress, Server
 from hosting.services.reconcile import reconcile_host
 from testbed.layout import TestbedHost
 
+from ..factories import SSHKeyFactory
+
 pytestmark = [pytest.mark.system, pytest.mark.django_db(transaction=True)]
 
 BOOT_TIMEOUT = 180
@@ -67,10 +69,16 @@ def virsh(host: Host, *args: str) -> str:
     ).stdout
 
 
-def create(client, customer, plan, image, hostname) -> tuple[str, dict]:
+def create(client, customer, plan, image, hostname, ssh_keys=()) -> tuple[str, dict]:
     resp = client.post(
         "/api/v1/servers/",
-        {"customer": customer.pk, "plan": plan.pk, "image": image.pk, "hostname": hostname},
+        {
+            "customer": customer.pk,
+            "plan": plan.pk,
+            "image": image.pk,
+            "hostname": hostname,
+            "ssh_keys": [k.pk for k in ssh_keys],
+        },
         format="json",
     )
     assert resp.status_code == 202, resp.content
@@ -84,19 +92,27 @@ def test_guests_on_two_hosts(
 ):
     # given two testbed hosts; when a server is created through the API for each
     servers = {}
+    keys = [SSHKeyFactory(customer=customer), SSHKeyFactory(customer=customer)]
     for name in ("alpha", "beta"):
-        uuid, _ = create(billing_client, customer, tiny_plan, tiny_image, name)
+        uuid, _ = create(
+            billing_client, customer, tiny_plan, tiny_image, name, keys if name == "alpha" else ()
+        )
         servers[name] = Server.objects.select_related("host").get(uuid=uuid)
     assert {s.host.name for s in servers.values()} == {"tb-hv1", "tb-hv2"}
 
     # then each boots and reports its hostname and static address on the serial console
     for name, server in servers.items():
         address = server.addresses.get().address
-        wait_console(
+        text = wait_console(
             billing_client,
             str(server.uuid),
             rf"paddock-guest hostname={name} ip={re.escape(address)} ready",
         )
+        # the seed's SSH keys reached the guest (it reports how many it stored)
+        if name == "alpha":
+            assert "paddock-guest ssh_authorized_keys=2" in text, text[-2000:]
+        else:
+            assert "ssh_authorized_keys=" not in text
         assert server.domain_name in virsh(server.host, "list", "--name")
 
     alpha = servers["alpha"]
