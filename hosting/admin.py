@@ -102,18 +102,12 @@ class SSHKeyInline(admin.TabularInline):
         return False
 
 
-@admin.register(Customer)
-class CustomerAdmin(AuditedAdmin):
-    list_display = ["name", "email", "status", "external_ref", "server_count", "created_at"]
-    list_filter = ["status", "created_at"]
-    search_fields = ["name", "email", "external_ref", "members__username"]
-    readonly_fields = ["created_at"]
-    inlines = [MembershipInline, SSHKeyInline]
-    date_hierarchy = "created_at"
+class LiveServerCountMixin:
+    """A "servers" column: the live (not terminated) servers of a customer or host."""
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return (
-            super()
+            super()  # type: ignore[misc]
             .get_queryset(request)
             .annotate(
                 live_servers=Count("servers", filter=~Q(servers__state=ServerState.TERMINATED))
@@ -121,8 +115,18 @@ class CustomerAdmin(AuditedAdmin):
         )
 
     @admin.display(description="servers", ordering="live_servers")
-    def server_count(self, obj: Customer) -> int:
-        return obj.live_servers  # type: ignore[attr-defined]
+    def server_count(self, obj: Customer | Host) -> int:
+        return obj.live_servers  # type: ignore[union-attr]
+
+
+@admin.register(Customer)
+class CustomerAdmin(LiveServerCountMixin, AuditedAdmin):
+    list_display = ["name", "email", "status", "external_ref", "server_count", "created_at"]
+    list_filter = ["status", "created_at"]
+    search_fields = ["name", "email", "external_ref", "members__username"]
+    readonly_fields = ["created_at"]
+    inlines = [MembershipInline, SSHKeyInline]
+    date_hierarchy = "created_at"
 
 
 @admin.register(Membership)
@@ -186,7 +190,7 @@ class ImageAdmin(AuditedAdmin):
 
 
 @admin.register(Host)
-class HostAdmin(AuditedAdmin):
+class HostAdmin(LiveServerCountMixin, AuditedAdmin):
     list_display = [
         "name",
         "libvirt_uri",
@@ -242,19 +246,6 @@ class HostAdmin(AuditedAdmin):
         ),
     ]
     actions = ["refresh_from_hypervisor"]
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(
-                live_servers=Count("servers", filter=~Q(servers__state=ServerState.TERMINATED))
-            )
-        )
-
-    @admin.display(description="servers", ordering="live_servers")
-    def server_count(self, obj: Host) -> int:
-        return obj.live_servers  # type: ignore[attr-defined]
 
     def save_model(self, request: HttpRequest, obj: Host, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)
