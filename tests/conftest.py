@@ -6,7 +6,7 @@ import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
-from hosting.choices import TokenScope
+from hosting.choices import ServerState, TokenScope
 from hosting.services.tokens import issue_token
 from workers import embedded_redis
 
@@ -18,6 +18,7 @@ from .factories import (
     IPPoolFactory,
     MembershipFactory,
     PlanFactory,
+    ServerFactory,
     UserFactory,
 )
 
@@ -94,6 +95,19 @@ def host(db):
 @pytest.fixture
 def pool(db):
     return IPPoolFactory(network="192.0.2.0/24", gateway="192.0.2.1")
+
+
+@pytest.fixture
+def server(customer, plan, image, host):
+    """A running server of Acme's, as rows only (no job, no domain)."""
+    return ServerFactory(
+        customer=customer,
+        plan=plan,
+        image=image,
+        host=host,
+        hostname="web-1",
+        state=ServerState.RUNNING,
+    )
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ from django.contrib import admin
 from django.test import Client
 from django.urls import reverse
 
-from hosting.choices import JobKind, JobStatus, ServerState, TokenScope
-from hosting.models import APIToken, AuditEvent, Job, Server
+from hosting.choices import JobKind, JobStatus, TokenScope
+from hosting.models import APIToken, AuditEvent, Job
 from hosting.services.tokens import issue_token
 
 from .factories import HostFactory, SSHKeyFactory
@@ -23,19 +23,6 @@ def admin_client_(staff) -> Client:
     client = Client()
     client.force_login(staff)
     return client
-
-
-@pytest.fixture
-def server(customer, plan, image, host):
-    return Server.objects.create(
-        customer=customer,
-        plan=plan,
-        image=image,
-        host=host,
-        hostname="web-1",
-        mac_address="52:54:00:00:00:01",
-        state=ServerState.RUNNING,
-    )
 
 
 def test_every_hosting_model_is_registered():

@@ -5,25 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from hosting.choices import JobKind, ServerState
+from hosting.choices import JobKind
 from hosting.models import Job, Server
 
 from .factories import SSHKeyFactory, make_public_key
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def server(customer, plan, image, host):
-    return Server.objects.create(
-        customer=customer,
-        plan=plan,
-        image=image,
-        host=host,
-        hostname="web-1",
-        state=ServerState.RUNNING,
-        mac_address="52:54:00:00:00:01",
-    )
 
 
 @pytest.fixture

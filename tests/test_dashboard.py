@@ -42,11 +42,6 @@ def staff_browser(client, staff):
     return client
 
 
-@pytest.fixture
-def server(customer, plan, image, host):
-    return ServerFactory(customer=customer, plan=plan, image=image, host=host, hostname="web-1")
-
-
 def detail_url(server: Server) -> str:
     return reverse("dashboard:server-detail", kwargs={"uuid": server.uuid})
 
