@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
-# Paddock's production image: one image for the web server (daphne), the Celery worker
-# and Celery beat; docker-compose.yml runs it three times beside PostgreSQL and Redis.
+# Paddock's production image: one image for the web server (gunicorn with uvicorn workers,
+# config/webserver.py), the Celery worker and Celery beat; docker-compose.yml runs it three
+# times beside PostgreSQL and Redis.
 
 # --- front-end assets from npm (bootstrap, bootstrap-icons, htmx) ----------------------
 FROM node:20-bookworm-slim AS assets
@@ -48,4 +49,4 @@ RUN SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput --ver
     && chown -R paddock:paddock var /var/lib/paddock
 USER paddock
 EXPOSE 8000
-CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "config.asgi:application"]
+CMD ["python", "-m", "config.webserver", "--bind", "0.0.0.0", "--port", "8000"]

@@ -22,6 +22,9 @@ PYTEST_ARGS ?=
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_LINK_MODE := copy
+# The development app (devtools/: runstack, seed_demo, testbed, embedded_redis) is on for
+# every target here; production settings (docker-compose.yml) leave it out.
+export PADDOCK_DEV_TOOLS ?= true
 
 UV_STAMP := $(TOOLS)/.uv-$(UV_VERSION)
 PY_STAMP := $(VENV)/.paddock-synced
@@ -29,7 +32,8 @@ NPM_STAMP := node_modules/.paddock-ci
 VENDOR_STAMP := static/vendor/.paddock-vendor
 
 .PHONY: help run test test-system lint bench setup setup-test system system-browser \
-	python assets clean image testbed testbed-down bench-provision
+	python assets clean image testbed testbed-down bench-provision \
+	bench-collector bench-history bench-http bench-ws
 
 help:
 	@echo "make run    set up, migrate, seed the demo and run the panel (http://$(HOST):$(PORT)/)"
@@ -39,6 +43,10 @@ help:
 	@echo "make testbed [HOSTS=2]  hypervisor hosts in network namespaces (root); testbed-down"
 	@echo "make lint   ruff check, ruff format --check and mypy"
 	@echo "make bench  API list benchmark with 10,000 servers (bench/api_list.py)"
+	@echo "make bench-collector  one stats collector pass over 1,000 test-driver guests"
+	@echo "make bench-history  one server's usage charts with 1,000 servers' history"
+	@echo "make bench-http  the API under 1/10/50 connections through the make-run server (wrk)"
+	@echo "make bench-ws  WebSocket fan-out: 100, 500, 2,000 clients at a sample a second"
 	@echo "make bench-provision  API request to guest ready line vs qemu-img + virsh (root)"
 	@echo "make clean  remove the tools, the venv, node_modules and the stamps (keeps var/)"
 
@@ -67,7 +75,7 @@ $(NPM_STAMP): package.json package-lock.json | system
 	npm ci --no-audit --no-fund
 	@touch $@
 
-# Copy bootstrap, bootstrap-icons and htmx from node_modules into static/vendor/
+# Copy bootstrap, bootstrap-icons, htmx and uPlot from node_modules into static/vendor/
 # (package.json's "vendor" script, scripts/vendor.mjs; npm ci runs it as postinstall too).
 $(VENDOR_STAMP): $(NPM_STAMP) scripts/vendor.mjs
 	npm run --silent vendor
@@ -102,12 +110,14 @@ run: setup
 # --- checks ----------------------------------------------------------------------------
 
 test: setup-test
+	@mkdir -p var
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 # The real-host suite (tests/system, marker `system`): two libvirtd hosts in network
 # namespaces and real QEMU guests; needs root, installs libvirtd and QEMU when missing.
 test-system: setup
 	@scripts/system-packages.sh --system
+	@mkdir -p var
 	$(VENV)/bin/pytest -m system tests/system $(PYTEST_ARGS)
 
 # The tiny guest image (guest/build-image.sh: Debian packages only, cached in var/).
@@ -130,10 +140,30 @@ testbed-down: python
 lint: python
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	DEBUG=true $(VENV)/bin/mypy hosting workers dashboard config testbed
+	DEBUG=true $(VENV)/bin/mypy hosting workers dashboard config devtools testbed
 
 bench: python
 	$(VENV)/bin/python bench/api_list.py
+
+# One stats collector pass over 1,000 guests (test driver): bulk read vs one call per guest.
+bench-collector: python
+	$(VENV)/bin/python bench/collector.py
+
+# One server's usage chart (1h/24h/7d/30d) and month with 1,000 servers' history present.
+bench-history: python
+	$(VENV)/bin/python bench/history.py
+
+# The HTTP API under concurrent clients through the server stack of `make run`
+# (bench/http_load.py); wrk when installed (optional system package), else httpx.
+bench-http: python
+	@scripts/system-packages.sh --bench
+	$(VENV)/bin/python bench/http_load.py
+
+# One ASGI process, its own Redis and SQLite: publish-to-receive latency, drops and CPU
+# for 100, 500 and 2,000 sockets (bench/ws_fanout.py; BENCH_WS_ARGS="--seconds 20").
+BENCH_WS_ARGS ?=
+bench-ws: python
+	$(VENV)/bin/python bench/ws_fanout.py $(BENCH_WS_ARGS)
 
 # API request -> guest ready line on a one-host testbed, against qemu-img + virsh (root).
 bench-provision: python

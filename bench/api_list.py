@@ -37,6 +37,11 @@ os.environ.setdefault("SECRET_KEY", "bench-only-not-secret")
 # whitenoise warns when collectstatic has not run; the API serves no static files.
 warnings.filterwarnings("ignore", message="No directory at")
 
+from support import ensure_redis  # noqa: E402
+
+# the token lookup is cached in Redis, as it is when the panel runs
+ensure_redis()
+
 import django  # noqa: E402
 
 django.setup()
@@ -51,7 +56,8 @@ from hosting.choices import HostState, ServerState, TokenScope  # noqa: E402
 from hosting.models import Customer, Host, Image, IPAddress, IPPool, Plan, Server  # noqa: E402
 from hosting.services.tokens import issue_token  # noqa: E402
 
-STATES = [ServerState.RUNNING] * 6 + [ServerState.STOPPED] * 2 + [ServerState.SUSPENDED]
+# every ninth server is suspended by the provider (stopped, with the suspension flag)
+STATES = [ServerState.RUNNING] * 6 + [ServerState.STOPPED] * 3
 
 
 def populate(n_servers: int) -> None:
@@ -88,6 +94,7 @@ def populate(n_servers: int) -> None:
                 host=hosts[i % len(hosts)],
                 hostname=f"vps-{i:05d}.example.net",
                 state=STATES[i % len(STATES)],
+                suspended=i % len(STATES) == len(STATES) - 1,
                 domain_name=f"paddock-bench-{i:05d}",
                 mac_address=f"52:54:00:{i >> 16 & 255:02x}:{i >> 8 & 255:02x}:{i & 255:02x}",
             )

@@ -51,8 +51,8 @@ from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 from rest_framework.test import APIClient  # noqa: E402
 
-from hosting.backends import DomainSpec, get_backend  # noqa: E402
-from hosting.backends.domain_xml import domain_xml  # noqa: E402
+from hosting.backends import get_backend  # noqa: E402
+from hosting.backends.domain_xml import DomainSpec, domain_xml  # noqa: E402
 from hosting.choices import TokenScope  # noqa: E402
 from hosting.models import Customer, Host, Image, Job, Plan, Server  # noqa: E402
 from hosting.services.cloudinit import seed_iso  # noqa: E402
@@ -191,7 +191,7 @@ def baseline_run(tb: TestbedHost, base_path: Path, n: int) -> dict[str, float]:
         seed_volume=seed,
         mac_address=mac,
         network=layout.GUEST_NETWORK,
-        virt_type=settings.VIRT_TYPE,
+        virt_type="qemu",  # the testbed's hosts run guests under TCG
     )
     with tempfile.NamedTemporaryFile("w", suffix=".xml") as fh:
         fh.write(domain_xml(spec, pool=layout.HOST_POOL, console_log_path=str(inside / console)))
@@ -231,11 +231,12 @@ def main() -> None:
     db = connection.settings_dict
     sqlite = db["ENGINE"].endswith("sqlite3")
     db["TEST"]["NAME"] = str(settings.VAR_DIR / "bench.sqlite3") if sqlite else "paddock_bench"
+    settings.VAR_DIR.mkdir(exist_ok=True)
     old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
     from celery.contrib.testing.worker import start_worker
 
     from config.celery import app
-    from workers import embedded_redis
+    from devtools import embedded_redis
 
     redis = (
         None
@@ -255,7 +256,7 @@ def main() -> None:
         )
         plan = Plan.objects.create(name="Tiny", vcpus=1, memory_mib=192, disk_gib=2)
         customer = Customer.objects.create(name="Bench", email="bench@example.com")
-        staff = get_user_model().objects.create_user("bench", is_staff=True)
+        staff = get_user_model().objects.create_user("bench", is_staff=True, is_superuser=True)
         _, key = issue_token(user=staff, scope=TokenScope.BILLING)
         client = APIClient()
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
@@ -285,7 +286,7 @@ def main() -> None:
 
     print(
         f"API request -> guest ready line, {args.runs} runs each, one testbed host, "
-        f"{settings.VIRT_TYPE} (TCG), tiny guest, 1 vCPU / 192 MiB"
+        f"qemu (TCG), tiny guest, 1 vCPU / 192 MiB"
     )
     print(
         f"first server (uploads the base image): {first['total']:.2f} s, "

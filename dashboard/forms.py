@@ -13,6 +13,7 @@ from hosting.choices import CustomerStatus, TokenScope
 from hosting.models import Customer, Image, Plan, SSHKey
 from hosting.models.servers import hostname_validator
 from hosting.services.errors import ServiceError
+from hosting.validators import validate_name
 
 
 class StyledForm(forms.Form):
@@ -89,7 +90,11 @@ class ServerCreateForm(CustomerChoiceMixin, StyledForm):
 
 class SSHKeyForm(CustomerChoiceMixin, StyledForm):
     customer = forms.ModelChoiceField(queryset=Customer.objects.none(), empty_label=None)
-    name = forms.CharField(max_length=100, widget=forms.TextInput(attrs={"placeholder": "laptop"}))
+    name = forms.CharField(
+        max_length=100,
+        validators=[validate_name],
+        widget=forms.TextInput(attrs={"placeholder": "laptop"}),
+    )
     public_key = forms.CharField(
         widget=forms.Textarea(
             attrs={"rows": 3, "placeholder": "ssh-ed25519 AAAAC3Nza... you@laptop"}
@@ -110,6 +115,7 @@ class TokenForm(CustomerChoiceMixin, StyledForm):
     name = forms.CharField(
         max_length=100,
         required=False,
+        validators=[validate_name],
         widget=forms.TextInput(attrs={"placeholder": "deploy script"}),
     )
     scope = forms.ChoiceField(

@@ -1,7 +1,8 @@
-"""The power buttons of a server page: which ones a user may press in which state.
+"""The action buttons of a server page, built from the action registry.
 
-Legality comes from hosting.states.ACTION_FROM_STATES, the same table the services
-enforce, so the page never offers a button that the service would refuse with 409.
+Which buttons show comes from hosting/actions.py, the same entries and the same check
+(`available`) that the service enforces, so the page never offers a button that the
+service would refuse, and a new action gets its button without an edit here.
 """
 
 from __future__ import annotations
@@ -10,94 +11,59 @@ from dataclasses import dataclass
 
 from django.urls import reverse
 
-from hosting.access import Access
+from hosting.access import Caller
+from hosting.actions import BY_SLUG, Action, available
+from hosting.backends import capabilities_of
 from hosting.choices import JobKind
 from hosting.models import Server
-from hosting.states import ACTION_FROM_STATES
+from hosting.permissions import caller_may
 
-
-@dataclass(frozen=True)
-class PowerButton:
-    kind: str
-    label: str
-    icon: str
-    style: str
-    confirm: str = ""
-    staff_only: bool = False
-
-    @property
-    def slug(self) -> str:
-        return self.kind.replace("_", "-")
-
-
-BUTTONS: tuple[PowerButton, ...] = (
-    PowerButton(JobKind.START, "Start", "play-fill", "success"),
-    PowerButton(JobKind.STOP, "Stop", "stop-fill", "outline-secondary"),
-    PowerButton(
-        JobKind.REBOOT,
-        "Reboot",
-        "arrow-clockwise",
-        "outline-secondary",
-        confirm="Reboot {hostname}?",
-    ),
-    PowerButton(
-        JobKind.FORCE_STOP,
-        "Force stop",
-        "power",
-        "outline-warning",
-        confirm="Force {hostname} off? Unsaved data in the guest is lost.",
-    ),
-    PowerButton(JobKind.PAUSE, "Pause", "pause-fill", "outline-secondary"),
-    PowerButton(JobKind.RESUME, "Resume", "play-fill", "success"),
-    PowerButton(JobKind.SUSPEND, "Suspend", "pause-circle", "outline-danger", staff_only=True),
-    PowerButton(JobKind.UNSUSPEND, "Unsuspend", "play-circle", "outline-success", staff_only=True),
-)
-TERMINATE = PowerButton(
-    JobKind.TERMINATE,
-    "Terminate",
-    "trash3",
-    "outline-danger",
-    confirm="Terminate {hostname}? The server and its disks are deleted for good.",
-)
-BY_SLUG: dict[str, PowerButton] = {b.slug: b for b in (*BUTTONS, TERMINATE)}
-
-
-def permitted(button: PowerButton, access: Access) -> bool:
-    return access.can_write and (access.is_staff or not button.staff_only)
-
-
-def legal(button: PowerButton, server: Server) -> bool:
-    return server.state in ACTION_FROM_STATES.get(button.kind, frozenset())
+__all__ = ["BY_SLUG", "BoundButton", "power_buttons", "terminate_button"]
 
 
 @dataclass(frozen=True)
 class BoundButton:
     """A button for one server: where it posts and what it asks before."""
 
-    button: PowerButton
+    action: Action
     server: Server
 
     @property
     def url(self) -> str:
         return reverse(
             "dashboard:server-action",
-            kwargs={"uuid": self.server.uuid, "action": self.button.slug},
+            kwargs={"uuid": self.server.uuid, "action": self.action.slug},
         )
 
     @property
     def confirm(self) -> str:
-        return self.button.confirm.format(hostname=self.server.hostname)
+        return self.action.confirm.format(hostname=self.server.hostname)
 
     def __getattr__(self, name: str):
-        return getattr(self.button, name)
+        return getattr(self.action, name)
 
 
-def power_buttons(server: Server, access: Access) -> list[BoundButton]:
-    """The buttons to show: permitted for this user and legal in the server's state."""
-    return [BoundButton(b, server) for b in BUTTONS if permitted(b, access) and legal(b, server)]
+def _offered(server: Server, caller: Caller) -> list[Action]:
+    access = caller.access
+    if not access.can_write:
+        return []
+    actions = available(
+        state=server.state,
+        suspended=server.suspended,
+        provider=access.all_customers,
+        capabilities=capabilities_of(server.host) if server.host is not None else None,
+    )
+    # staff see only what their Django permissions allow (hosting/permissions.py)
+    return [a for a in actions if caller_may(caller, a.kind)]
 
 
-def terminate_button(server: Server, access: Access) -> BoundButton | None:
-    if permitted(TERMINATE, access) and legal(TERMINATE, server):
-        return BoundButton(TERMINATE, server)
+def power_buttons(server: Server, caller: Caller) -> list[BoundButton]:
+    """The buttons to show: permitted for this caller and legal in the server's state."""
+    return [BoundButton(a, server) for a in _offered(server, caller) if a.kind != JobKind.TERMINATE]
+
+
+def terminate_button(server: Server, caller: Caller) -> BoundButton | None:
+    for a in _offered(server, caller):
+        if a.kind == JobKind.TERMINATE:
+            return BoundButton(a, server)
     return None

@@ -20,4 +20,5 @@ urlpatterns = [
     path("tokens/", tokens.token_list, name="token-list"),
     path("tokens/<int:pk>/revoke/", tokens.token_revoke, name="token-revoke"),
     path("ops/", staff.overview, name="ops"),
+    path("ops/fleet/", staff.fleet, name="fleet"),
 ]

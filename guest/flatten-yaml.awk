@@ -18,7 +18,10 @@ function trim(s) {
 
 function unquote(s) {
     s = trim(s)
-    if (s ~ /^".*"$/ || s ~ /^'.*'$/)
+    if (s ~ /^'.*'$/) {
+        s = substr(s, 2, length(s) - 2)
+        gsub(/''/, "'", s)  # a quote inside single quotes is written twice
+    } else if (s ~ /^".*"$/)
         s = substr(s, 2, length(s) - 2)
     return s
 }

@@ -11,11 +11,13 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 
+from .access import Caller, caller_from_request
+from .actions import ACTIONS, Action
 from .choices import JobKind, ServerState
 from .models import (
     APIToken,
@@ -29,14 +31,18 @@ from .models import (
     Membership,
     Plan,
     Server,
+    ServerStatsHour,
+    ServerStatsMinute,
     SSHKey,
+    TransferQuota,
 )
+from .permissions import caller_may
 from .services import audit
 from .services.errors import ServiceError
-from .services.hosts import request_refresh
+from .services.hosts import HOST_FIELDS, onboard_host, request_refresh
+from .services.quotas import lift_transfer_limit
 from .services.servers import request_action
 from .services.tokens import issue_token, revoke_token
-from .states import IllegalTransition
 
 admin.site.site_header = "Paddock administration"
 admin.site.site_title = "Paddock admin"
@@ -65,18 +71,23 @@ class AuditedAdmin(admin.ModelAdmin):
         changed = list(form.changed_data) if form is not None else []
         audit.record(
             action=f"admin.{obj._meta.model_name}.{verb}",
-            request=request,
+            caller=caller_from_request(request),
             target=obj,
             details={"fields": changed},
         )
 
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
-        audit.record(action=f"admin.{obj._meta.model_name}.delete", request=request, target=obj)
+        audit.record(
+            action=f"admin.{obj._meta.model_name}.delete",
+            caller=caller_from_request(request),
+            target=obj,
+        )
         super().delete_model(request, obj)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        caller = caller_from_request(request)
         for obj in queryset:
-            audit.record(action=f"admin.{obj._meta.model_name}.delete", request=request, target=obj)
+            audit.record(action=f"admin.{obj._meta.model_name}.delete", caller=caller, target=obj)
         super().delete_queryset(request, queryset)
 
 
@@ -205,7 +216,7 @@ class HostAdmin(LiveServerCountMixin, AuditedAdmin):
         "server_count",
         "last_seen",
     ]
-    list_filter = ["state", "kind", "backend", "zone"]
+    list_filter = ["state", "kind", "backend", "virt_type", "zone"]
     search_fields = ["name", "libvirt_uri", "zone", "cpu_model"]
     readonly_fields = [
         "cpus",
@@ -214,6 +225,7 @@ class HostAdmin(LiveServerCountMixin, AuditedAdmin):
         "cpu_model",
         "hypervisor_version",
         "libvirt_version",
+        "detected_virt_type",
         "networks",
         "storage_pools",
         "unknown_domains",
@@ -223,7 +235,10 @@ class HostAdmin(LiveServerCountMixin, AuditedAdmin):
     ]
     fieldsets = [
         (None, {"fields": ["name", "libvirt_uri", "backend", "kind", "state", "zone"]}),
-        ("Placement", {"fields": ["queue", "storage_pool", "network", "disk_mode"]}),
+        (
+            "Placement",
+            {"fields": ["queue", "storage_pool", "network", "disk_mode", "virt_type"]},
+        ),
         ("Overcommit", {"fields": ["cpu_overcommit", "ram_overcommit"]}),
         (
             "Read from the hypervisor",
@@ -235,6 +250,7 @@ class HostAdmin(LiveServerCountMixin, AuditedAdmin):
                     "cpu_model",
                     "hypervisor_version",
                     "libvirt_version",
+                    "detected_virt_type",
                     "networks",
                     "storage_pools",
                     "unknown_domains",
@@ -248,23 +264,33 @@ class HostAdmin(LiveServerCountMixin, AuditedAdmin):
     actions = ["refresh_from_hypervisor"]
 
     def save_model(self, request: HttpRequest, obj: Host, form: Any, change: bool) -> None:
-        super().save_model(request, obj, form, change)
-        if not change:
-            # onboarding: a worker reads capacity, versions, networks and pools, or marks
-            # the host offline with the reason (shown on this page as "last error")
-            job = request_refresh(host=obj, requested_by=request.user, request=request)
-            self.message_user(
-                request,
-                f"Reading {obj.name} from its hypervisor (job #{job.pk}).",
-                messages.INFO,
-            )
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        # onboarding (the same service as the API's): a worker reads capacity, versions,
+        # networks and pools, or marks the host offline with the reason ("last error")
+        host, job = onboard_host(
+            caller=caller_from_request(request),
+            name=obj.name,
+            **{f: getattr(obj, f) for f in HOST_FIELDS},
+        )
+        obj.pk = host.pk
+        assert job is not None
+        self.message_user(
+            request,
+            f"Reading {obj.name} from its hypervisor (job #{job.pk}).",
+            messages.INFO,
+        )
 
-    @admin.action(description="Refresh from hypervisor (queue a job)")
+    def has_refresh_permission(self, request: HttpRequest) -> bool:
+        return caller_may(caller_from_request(request), JobKind.HOST_REFRESH)
+
+    @admin.action(description="Refresh from hypervisor (queue a job)", permissions=["refresh"])
     def refresh_from_hypervisor(self, request: HttpRequest, queryset: QuerySet) -> None:
-        jobs = [
-            request_refresh(host=host, requested_by=request.user, request=request)
-            for host in queryset
-        ]
+        if not self.has_refresh_permission(request):
+            raise PermissionDenied
+        caller = caller_from_request(request)
+        jobs = [request_refresh(host=host, caller=caller) for host in queryset]
         self.message_user(
             request,
             f"Queued {len(jobs)} refresh job(s): " + ", ".join(f"#{j.pk}" for j in jobs),
@@ -303,25 +329,29 @@ class JobInline(admin.TabularInline):
         return False
 
 
-def _server_action(kind: str, label: str):
+def _server_action(entry: Action):
+    """The admin's bulk action for one entry of the action registry (hosting/actions.py)."""
+
     def action(modeladmin: ServerAdmin, request: HttpRequest, queryset: QuerySet) -> None:
+        caller = caller_from_request(request)
         queued, refused = [], []
         for server in queryset:
             try:
-                job = request_action(
-                    server=server, action=kind, requested_by=request.user, request=request
-                )
-            except (ServiceError, IllegalTransition) as exc:
+                job = request_action(server=server, action=entry.kind, caller=caller)
+            except ServiceError as exc:
                 refused.append(f"{server}: {exc.message}")
             else:
                 queued.append(f"{server} (job #{job.pk})")
         if queued:
-            modeladmin.message_user(request, f"{label}: " + ", ".join(queued), messages.SUCCESS)
+            modeladmin.message_user(
+                request, f"{entry.label}: " + ", ".join(queued), messages.SUCCESS
+            )
         for line in refused:
             modeladmin.message_user(request, line, messages.WARNING)
 
-    action.__name__ = f"action_{kind}"
-    return admin.action(description=f"{label} selected servers (queue jobs)")(action)
+    action.__name__ = f"action_{entry.kind}"
+    action.action_kind = entry.kind  # type: ignore[attr-defined]
+    return admin.action(description=f"{entry.label} selected servers (queue jobs)")(action)
 
 
 @admin.register(Server)
@@ -334,13 +364,14 @@ class ServerAdmin(ReadOnlyAdmin):
         "hostname",
         "customer",
         "state",
+        "suspended",
         "plan",
         "image",
         "host",
         "address_list",
         "created_at",
     ]
-    list_filter = ["state", "host", "plan", "image__os_family", "created_at"]
+    list_filter = ["state", "suspended", "host", "plan", "image__os_family", "created_at"]
     search_fields = ["hostname", "uuid", "domain_name", "mac_address", "customer__name"]
     list_select_related = ["customer", "plan", "image", "host"]
     date_hierarchy = "created_at"
@@ -353,6 +384,8 @@ class ServerAdmin(ReadOnlyAdmin):
         "host",
         "state",
         "state_message",
+        "suspended",
+        "suspended_at",
         "domain_name",
         "mac_address",
         "created_at",
@@ -360,15 +393,18 @@ class ServerAdmin(ReadOnlyAdmin):
         "terminated_at",
     )
     inlines = [IPAddressInline, JobInline]
-    actions = [
-        _server_action(JobKind.START, "Start"),
-        _server_action(JobKind.STOP, "Stop"),
-        _server_action(JobKind.REBOOT, "Reboot"),
-        _server_action(JobKind.FORCE_STOP, "Force stop"),
-        _server_action(JobKind.SUSPEND, "Suspend"),
-        _server_action(JobKind.UNSUSPEND, "Unsuspend"),
-        _server_action(JobKind.TERMINATE, "Terminate"),
-    ]
+    actions = [_server_action(entry) for entry in ACTIONS]
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        """Only the actions the user's permissions allow (hosting/permissions.py): the admin
+        neither lists nor runs the others (the service checks again)."""
+        caller = caller_from_request(request)
+        allowed: dict[str, Any] = {}
+        for name, item in super().get_actions(request).items():
+            kind = getattr(item[0], "action_kind", None) if item else None
+            if kind is None or caller_may(caller, kind):
+                allowed[name] = item
+        return allowed
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).prefetch_related("addresses")
@@ -451,9 +487,15 @@ class JobAdmin(ReadOnlyAdmin):
         "error",
         "server",
         "host",
+        "target_host",
+        "params",
+        "result",
         "requested_by",
         "requested_via_token",
         "attempts",
+        "retries",
+        "lease",
+        "run_after",
         "created_at",
         "started_at",
         "heartbeat_at",
@@ -461,12 +503,16 @@ class JobAdmin(ReadOnlyAdmin):
         "log_lines",
     )
 
+    class Media:
+        # no style="" attributes: the Content Security Policy allows none
+        css = {"all": ["paddock-admin.css"]}
+
     @admin.display(description="log")
     def log_lines(self, obj: Job) -> str:
         if not obj.log:
             return "—"
         return format_html(
-            '<pre style="white-space: pre-wrap; margin: 0">{}</pre>',
+            '<pre class="paddock-log">{}</pre>',
             format_html_join("\n", "{}", ((line,) for line in obj.log)),
         )
 
@@ -507,6 +553,8 @@ class AuditEventAdmin(ReadOnlyAdmin):
 class APITokenAddForm(forms.ModelForm):
     """Issues the token through the service; the key is shown once, after saving."""
 
+    caller: Caller | None = None
+
     class Meta:
         model = APIToken
         fields = ["user", "scope", "customer", "name", "expires_at"]
@@ -522,6 +570,7 @@ class APITokenAddForm(forms.ModelForm):
                 customer=cleaned.get("customer"),
                 name=cleaned.get("name") or "",
                 expires_at=cleaned.get("expires_at"),
+                caller=self.caller,
             )
         except ServiceError as exc:
             raise ValidationError({exc.field: exc.message} if exc.field else exc.message) from exc
@@ -572,7 +621,9 @@ class APITokenAdmin(admin.ModelAdmin):
 
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs):
         if obj is None:
-            kwargs["form"] = APITokenAddForm
+            # the service names the staff user who issued the token in the audit trail
+            caller = caller_from_request(request)
+            kwargs["form"] = type("APITokenAddForm", (APITokenAddForm,), {"caller": caller})
             kwargs["fields"] = APITokenAddForm.Meta.fields
         return super().get_form(request, obj, change=change, **kwargs)
 
@@ -587,12 +638,12 @@ class APITokenAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: APIToken, form: Any, change: bool) -> None:
         if change:
             super().save_model(request, obj, form, change)
-            audit.record(action="admin.apitoken.change", request=request, target=obj)
+            audit.record(
+                action="admin.apitoken.change", caller=caller_from_request(request), target=obj
+            )
             return
-        token, key = form.issued
-        audit.record(
-            action="token.create", request=request, target=token, details={"scope": token.scope}
-        )
+        # issued (and audited, naming the staff user who made it) by the service in clean()
+        _, key = form.issued
         self.message_user(
             request,
             format_html(
@@ -606,15 +657,64 @@ class APITokenAdmin(admin.ModelAdmin):
     def usable(self, obj: APIToken) -> bool:
         return obj.is_usable
 
-    @admin.action(description="Revoke selected tokens")
+    @admin.action(description="Revoke selected tokens", permissions=["change"])
     def revoke(self, request: HttpRequest, queryset: QuerySet) -> None:
         count = 0
+        caller = caller_from_request(request)
         for token in queryset.filter(revoked_at__isnull=True):
-            revoke_token(token=token)
-            audit.record(action="token.revoke", request=request, target=token)
+            revoke_token(token=token, caller=caller)
             count += 1
         self.message_user(request, f"Revoked {count} token(s).", messages.SUCCESS)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Keep revoked tokens for the audit trail; revoke instead of deleting.
         return False
+
+
+class StatsBucketAdmin(ReadOnlyAdmin):
+    """Usage rollups, written by the collector only (hosting/services/stats_history.py)."""
+
+    list_display = (
+        "server",
+        "bucket",
+        "samples",
+        "cpu_pct_avg",
+        "cpu_pct_max",
+        "mem_used_mib_avg",
+        "net_rx_bytes",
+        "net_tx_bytes",
+    )
+    list_select_related = ("server",)
+    search_fields = ("server__hostname", "=server__uuid")
+    date_hierarchy = "bucket"
+    raw_id_fields = ("server",)
+
+
+admin.site.register(ServerStatsMinute, StatsBucketAdmin)
+admin.site.register(ServerStatsHour, StatsBucketAdmin)
+
+
+@admin.register(TransferQuota)
+class TransferQuotaAdmin(ReadOnlyAdmin):
+    """Servers against their monthly transfer allowance (hosting/services/quotas.py)."""
+
+    list_display = ("server", "period", "level", "used_bytes", "enforced", "updated_at")
+    fields = list_display
+    readonly_fields = ("updated_at",)
+    list_filter = ("level", "enforced")
+    list_select_related = ("server",)
+    search_fields = ("server__hostname", "=server__uuid")
+    actions = ["lift"]
+
+    def has_lift_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("hosting.change_transferquota")
+
+    @admin.action(description="Lift the transfer limit for this month", permissions=["lift"])
+    def lift(self, request: HttpRequest, queryset: QuerySet) -> None:
+        if not self.has_lift_permission(request):
+            raise PermissionDenied
+        caller = caller_from_request(request)
+        quotas = list(queryset.select_related("server__plan", "server__host"))
+        for quota in quotas:
+            lift_transfer_limit(server=quota.server, caller=caller)
+        self.message_user(request, f"Lifted {len(quotas)} limit(s).", messages.SUCCESS)

@@ -22,6 +22,14 @@ class BackendKind(models.TextChoices):
     LIBVIRT = "libvirt", "libvirt (KVM/QEMU, test driver)"
 
 
+class VirtType(models.TextChoices):
+    """How a host runs guests: hardware virtualization or software emulation."""
+
+    AUTO = "auto", "Detected (KVM where the host offers it, TCG otherwise)"
+    KVM = "kvm", "KVM (hardware virtualization)"
+    QEMU = "qemu", "QEMU TCG (software emulation)"
+
+
 class HostState(models.TextChoices):
     ONLINE = "online", "Online"
     MAINTENANCE = "maintenance", "Maintenance"
@@ -50,7 +58,6 @@ class ServerState(models.TextChoices):
     RUNNING = "running", "Running"
     STOPPED = "stopped", "Stopped"
     PAUSED = "paused", "Paused"
-    SUSPENDED = "suspended", "Suspended"
     ERROR = "error", "Error"
     UNKNOWN = "unknown", "Unknown (host unreachable)"
     TERMINATING = "terminating", "Terminating"
@@ -60,6 +67,14 @@ class ServerState(models.TextChoices):
 class IPFamily(models.IntegerChoices):
     IPV4 = 4, "IPv4"
     IPV6 = 6, "IPv6"
+
+
+class TransferPolicy(models.TextChoices):
+    """What happens to a server past its plan's monthly transfer allowance."""
+
+    NOTIFY = "notify", "Tell the customer only"
+    THROTTLE = "throttle", "Throttle its network interfaces"
+    SUSPEND = "suspend", "Suspend the server"
 
 
 class JobKind(models.TextChoices):

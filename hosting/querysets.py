@@ -33,6 +33,10 @@ class CustomerQuerySet(RestrictedQuerySet):
 class CatalogQuerySet(RestrictedQuerySet):
     customer_path = None
 
+    def visible_to(self, access: Access) -> RestrictedQuerySet:
+        # customers see what they can order; the provider sees the whole catalogue
+        return self if access.all_customers else self.active()
+
     def active(self) -> CatalogQuerySet:
         return self.filter(is_active=True)
 

@@ -5,6 +5,7 @@
 #   scripts/system-packages.sh --browser  the same plus Chromium for the browser tests
 #   scripts/system-packages.sh --system   the same plus libvirtd and QEMU for the real-host
 #                                         system suite (make test-system)
+#   scripts/system-packages.sh --bench    the same plus wrk (optional) for make bench-http
 #
 # - libvirt-dev, pkg-config, gcc, python3-dev: libvirt-python has no wheels on PyPI and is
 #   built from source against the system libvirt; libvirt-dev brings libvirt0, whose
@@ -14,27 +15,36 @@
 # - nodejs, npm: the front-end assets (skipped when npm is already on PATH, e.g. from a
 #   nodejs package that bundles npm).
 # - chromium (--browser): Debian's Chromium for the Playwright browser tests.
+# - wrk (--bench): the HTTP load generator of bench/http_load.py (optional: without it
+#   the benchmark drives the server with its own Python client).
 # - --system: libvirtd with the QEMU driver, QEMU (TCG where KVM is missing), qemu-img,
 #   iproute2 (network namespaces), e2fsprogs (the guest image), dnsmasq-base (libvirt
-#   networks) for the testbed in testbed/ and tests/system/, and for the real guests of
+#   networks), nftables (the testbed keeps guests away from libvirtd) for the testbed in
+#   testbed/ and tests/system/, and for the real guests of
 #   `make run` as root (testbed/local.py).
 set -euo pipefail
 
 browser=false
 system=false
+bench=false
 case "${1:-}" in
     --browser) browser=true ;;
     --system) system=true ;;
+    --bench) bench=true ;;
 esac
 
 required=(libvirt-dev pkg-config gcc python3-dev python3-venv)
 command -v npm >/dev/null 2>&1 || required+=(nodejs npm)
 if $system; then
-    required+=(libvirt-daemon-system qemu-system-x86 qemu-utils iproute2 e2fsprogs dnsmasq-base)
+    required+=(libvirt-daemon-system qemu-system-x86 qemu-utils iproute2 e2fsprogs dnsmasq-base
+        nftables)
 fi
 optional=()
 if $browser && [ ! -x /usr/bin/chromium ]; then
     optional+=(chromium)
+fi
+if $bench && ! command -v wrk >/dev/null 2>&1; then
+    optional+=(wrk)
 fi
 
 is_installed() {
@@ -62,7 +72,8 @@ if [ "$(id -u)" -ne 0 ]; then
     echo "Install them with:" >&2
     echo "    sudo apt-get update && sudo apt-get install -y ${all[*]}" >&2
     echo "(or run make as root, which installs them itself)." >&2
-    [ ${#missing[@]} -eq 0 ] && exit 0  # only the browser is missing: its tests skip
+    [ ${#missing[@]} -eq 0 ] && exit 0  # only optional ones are missing: tests skip,
+                                        # the benchmark uses its Python client
     exit 1
 fi
 
@@ -75,5 +86,6 @@ fi
 if [ ${#missing_optional[@]} -gt 0 ]; then
     # Debian has `chromium`; Ubuntu ships Chromium as a snap only, so this may fail there.
     apt-get install -y -qq --no-install-recommends "${missing_optional[@]}" ||
-        echo "Could not install ${missing_optional[*]}: the browser tests will be skipped." >&2
+        echo "Could not install ${missing_optional[*]}: the browser tests will be skipped," \
+            "bench/http_load.py uses its Python client." >&2
 fi

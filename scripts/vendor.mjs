@@ -17,6 +17,8 @@ const files = [
   ["bootstrap-icons/font/bootstrap-icons.min.css", "bootstrap-icons/bootstrap-icons.min.css"],
   ["bootstrap-icons/font/fonts", "bootstrap-icons/fonts"],
   ["htmx.org/dist/htmx.min.js", "htmx/htmx.min.js"],
+  ["uplot/dist/uPlot.iife.min.js", "uplot/uPlot.iife.min.js"],
+  ["uplot/dist/uPlot.min.css", "uplot/uPlot.min.css"],
 ];
 
 const missing = files.filter(([src]) => !existsSync(join(modules, src)));

@@ -13,6 +13,7 @@ from pathlib import Path
 from . import layout, netns
 from .layout import TestbedHost
 
+# For tests only: no TLS, no authentication (the firewall below keeps guests out).
 LIBVIRTD_CONF = """\
 listen_tls = 0
 listen_tcp = 1
@@ -34,6 +35,30 @@ security_driver = "none"
 stdio_handler = "file"
 cgroup_controllers = [ ]
 """
+
+
+# libvirtd's TCP listener is unauthenticated (auth_tcp = "none"): anyone who reaches it
+# owns the host. It listens on the host's control address only, and this ruleset in the
+# host's namespace refuses it to everything but the control side: a guest on the guest
+# bridge (whose gateway is this namespace) reaches neither the listener nor any other port
+# of the control address, and nothing is forwarded from the guest bridge to the control
+# network. Applied on every `up` (replacing an older copy).
+FIREWALL = """\
+table inet paddock_testbed
+delete table inet paddock_testbed
+table inet paddock_testbed {{
+    chain input {{
+        type filter hook input priority 0; policy accept;
+        tcp dport {port} iifname != {{ "eth0", "lo" }} reject with tcp reset
+        iifname "{guest_bridge}" ip daddr {control} reject
+    }}
+    chain forward {{
+        type filter hook forward priority 0; policy accept;
+        iifname "{guest_bridge}" oifname "eth0" drop
+    }}
+}}
+"""
+LIBVIRTD_PORT = 16509
 
 
 class TestbedError(RuntimeError):
@@ -115,6 +140,20 @@ def _ensure_guest_bridge(host: TestbedHost) -> None:
     netns.run("ip", "-n", host.netns, "link", "set", layout.GUEST_BRIDGE, "up")
 
 
+def _firewall(host: TestbedHost) -> None:
+    rules = FIREWALL.format(
+        port=LIBVIRTD_PORT, guest_bridge=layout.GUEST_BRIDGE, control=host.address.ip
+    )
+    done = subprocess.run(
+        ["ip", "netns", "exec", host.netns, "nft", "-f", "-"],
+        input=rules,
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise TestbedError(f"{host.name}: cannot apply the firewall: {done.stderr.strip()}")
+
+
 def _define(host: TestbedHost, kind: str, name: str, xml: str) -> None:
     """Define, start and autostart a network or pool unless it exists."""
     if virsh(host, f"{kind}-info", name, check=False).returncode != 0:
@@ -142,6 +181,7 @@ def up_host(host: TestbedHost) -> None:
         netns=host.netns, veth=host.veth, bridge=layout.BRIDGE, address=str(host.address)
     )
     _ensure_guest_bridge(host)
+    _firewall(host)
     if not libvirtd_alive(host):
         _write_config(host)
         _start_libvirtd(host)

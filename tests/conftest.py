@@ -1,14 +1,15 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
+from devtools import embedded_redis
 from hosting.choices import ServerState, TokenScope
 from hosting.services.tokens import issue_token
-from workers import embedded_redis
 
 from .factories import (
     TEST_QUEUE,
@@ -23,6 +24,12 @@ from .factories import (
 )
 
 
+def pytest_configure(config):
+    """var/ holds the SQLite test database and the embedded Redis socket; importing the
+    settings creates no directory, so the suite makes it."""
+    settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def redis_server():
     """The real Redis: REDIS_URL's when set, otherwise the embedded one, started here."""
@@ -34,6 +41,17 @@ def redis_server():
     if proc is not None:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def sqlite_wal_files_removed():
+    """SQLite runs in WAL mode: remove the test database's -wal and -shm files, which
+    outlive the database file that Django deletes at the end of the run."""
+    yield
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3"):
+        for suffix in ("-wal", "-shm"):
+            Path(f"{db['TEST']['NAME']}{suffix}").unlink(missing_ok=True)
 
 
 @pytest.fixture(autouse=True)

@@ -140,6 +140,7 @@ def test_admin_changes_are_audited(admin_client_):
             "storage_pool": host.storage_pool,
             "network": host.network,
             "disk_mode": host.disk_mode,
+            "virt_type": host.virt_type,
             "cpu_overcommit": "4",
             "ram_overcommit": "1",
         },
@@ -194,6 +195,7 @@ def test_adding_a_host_in_the_admin_reads_it_from_the_hypervisor(
                 "storage_pool": "paddock",
                 "network": "default",
                 "disk_mode": "overlay",
+                "virt_type": "auto",
                 "cpu_overcommit": "4",
                 "ram_overcommit": "1",
             },
@@ -204,3 +206,28 @@ def test_adding_a_host_in_the_admin_reads_it_from_the_hypervisor(
     job = Job.objects.get(host__name="hv9")
     assert job.kind == JobKind.HOST_REFRESH and job.status == JobStatus.QUEUED
     assert f"job #{job.pk}" in resp.content.decode()
+    # and it is audited once, as the service does it for every caller, naming the admin
+    events = AuditEvent.objects.filter(target_type="host", target_id=str(job.host_id))
+    assert [(e.action, e.actor) for e in events] == [("host.create", job.requested_by)]
+
+
+def test_every_registry_action_is_an_admin_action(admin_client_, server):
+    from hosting.actions import ACTIONS
+
+    page = admin_client_.get(reverse("admin:hosting_server_changelist")).content.decode()
+    for entry in ACTIONS:
+        assert f'value="action_{entry.kind}"' in page, entry.kind
+
+
+def test_a_token_made_in_the_admin_is_audited_once_naming_the_admin(admin_client_, staff, owner):
+    resp = admin_client_.post(
+        reverse("admin:hosting_apitoken_add"),
+        {"user": owner.pk, "scope": TokenScope.READ, "customer": "", "name": "ci"},
+        follow=True,
+    )
+    assert resp.status_code == 200
+    token = APIToken.objects.get(user=owner)
+    events = AuditEvent.objects.filter(target_type="apitoken", target_id=str(token.pk))
+    assert [(e.action, e.actor, e.source_ip) for e in events] == [
+        ("token.create", staff, "127.0.0.1")
+    ]

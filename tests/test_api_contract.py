@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from hosting.access import Caller
 from hosting.choices import JobKind
 from hosting.models import Job, Server
 
@@ -167,7 +168,7 @@ def test_expired_and_revoked_tokens_are_401(owner, customer, server):
     assert client.get("/api/v1/servers/").status_code == 200
     token.refresh_from_db()
     assert token.last_used_at is not None
-    revoke_token(token=token)
+    revoke_token(token=token, caller=Caller(user=owner))
     assert client.get("/api/v1/servers/").status_code == 401
     token2, key2 = issue_token(user=owner, scope="customer", customer=customer)
     type(token2).objects.filter(pk=token2.pk).update(expires_at=timezone.now() - timedelta(1))
@@ -210,7 +211,7 @@ def test_token_creation_and_revocation_are_audited(owner, customer):
 
     token, key = issue_token(user=owner, scope="read", customer=customer)
     assert key not in str(token.digest) and token.digest != key
-    revoke_token(token=token)
+    revoke_token(token=token, caller=Caller(user=owner))
     assert list(AuditEvent.objects.values_list("action", flat=True).order_by("id")) == [
         "token.create",
         "token.revoke",
@@ -225,3 +226,14 @@ def test_filters_do_not_reveal_other_customers_or_hosts(owner_client, other_cust
     assert foreign.json()["error"]["fields"] == missing.json()["error"]["fields"]
     assert owner_client.get(f"/api/v1/servers/?host={host.pk}").status_code == 400
     assert owner_client.get(f"/api/v1/jobs/?host={host.pk}").status_code == 400
+
+
+def test_every_registry_action_has_its_api_route(billing_client, server):
+    from hosting.actions import ACTIONS
+
+    schema = billing_client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    for entry in ACTIONS:
+        if entry.api_delete:
+            assert "delete" in schema["paths"]["/api/v1/servers/{uuid}/"]
+        else:
+            assert "post" in schema["paths"][f"/api/v1/servers/{{uuid}}/{entry.slug}/"]

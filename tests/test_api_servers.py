@@ -7,6 +7,7 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from hosting.access import Caller
 from hosting.choices import JobKind, ServerState
 from hosting.models import AuditEvent, IPAddress, Job, Server
 
@@ -131,7 +132,9 @@ def test_server_list_query_count_does_not_grow_with_page_size(
     from hosting.services.servers import create_server
 
     for i in range(30):
-        create_server(customer=customer, plan=plan, image=image, hostname=f"s{i}")
+        create_server(
+            caller=Caller.system(), customer=customer, plan=plan, image=image, hostname=f"s{i}"
+        )
 
     def count(page_size):
         with CaptureQueriesContext(connection) as ctx:
@@ -152,7 +155,9 @@ def test_other_list_query_counts_are_flat(billing_client, customer, plan, image,
     from .factories import CustomerFactory, SSHKeyFactory
 
     for i in range(12):
-        create_server(customer=customer, plan=plan, image=image, hostname=f"s{i}")
+        create_server(
+            caller=Caller.system(), customer=customer, plan=plan, image=image, hostname=f"s{i}"
+        )
         SSHKeyFactory(customer=CustomerFactory())
 
     def count(page_size):
@@ -169,7 +174,9 @@ def test_filters_and_ordering(billing_client, customer, plan, image, host, pool)
     from hosting.services.servers import create_server
 
     for name in ["b", "a", "c"]:
-        create_server(customer=customer, plan=plan, image=image, hostname=name)
+        create_server(
+            caller=Caller.system(), customer=customer, plan=plan, image=image, hostname=name
+        )
     Server.objects.filter(hostname="c").update(state=ServerState.RUNNING)
     body = billing_client.get("/api/v1/servers/?state=running").json()
     assert [r["hostname"] for r in body["results"]] == ["c"]

@@ -25,7 +25,7 @@ from django.conf import settings
 
 from hosting.choices import JobStatus, ServerState
 from hosting.models import Server
-from hosting.services import operations
+from hosting.services import jobs as job_service
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -104,25 +104,60 @@ def chromium():
             os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
+# Every page reports what the Content Security Policy blocked, as a console error.
+REPORT_CSP_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", (e) => {
+  console.error(`CSP violation: ${e.violatedDirective} blocked ${e.blockedURI || "inline"}`
+    + ` at ${e.sourceFile}:${e.lineNumber}`);
+});
+"""
+
+
 @pytest.fixture
 def page(chromium):
+    """A browser page; the test fails if the Content Security Policy blocked anything on
+    any page it opened (the panel must work entirely under the policy)."""
     context = chromium.new_context(viewport={"width": 1366, "height": 900})
     context.set_default_timeout(TIMEOUT_MS)
     page = context.new_page()
+    violations: list[str] = []
+    policies: set[str] = set()
+    page.add_init_script(REPORT_CSP_VIOLATIONS)
+    page.on(
+        "console",
+        lambda msg: (
+            violations.append(msg.text)
+            if msg.type == "error"
+            and ("CSP violation" in msg.text or "Security Policy" in msg.text)
+            else None
+        ),
+    )
+    page.on(
+        "response",
+        lambda resp: (
+            policies.add(resp.headers.get("content-security-policy", "none"))
+            if resp.request.resource_type == "document"
+            else None
+        ),
+    )
     yield page
     context.close()
+    assert violations == [], "\n".join(violations)
+    # the pages were served under the policy, and it allows no inline code
+    assert policies and all("script-src 'self'" in p for p in policies), policies
+    assert not any("unsafe-inline" in p or "unsafe-eval" in p for p in policies), policies
 
 
 @pytest.fixture
 def slow_jobs(monkeypatch):
     """Make each recorded job step take a moment, as it does on a real hypervisor."""
-    real = operations.update_progress
+    real = job_service.update_progress
 
     def slow(job, progress, message):
         time.sleep(STEP_DELAY)
         real(job, progress, message)
 
-    monkeypatch.setattr(operations, "update_progress", slow)
+    monkeypatch.setattr(job_service, "update_progress", slow)
 
 
 # Records what the page shows over time, installed before any page script runs.
@@ -149,12 +184,11 @@ def leave_no_domains(transactional_db):
     """Remove what the test's servers left in the test driver, which outlives the test."""
     yield
     from hosting.backends import get_backend
-    from hosting.services.operations import disk_volume
 
     for server in Server.objects.exclude(state=ServerState.TERMINATED).select_related("host"):
         # a clean-up must not hide the test's own result
         with contextlib.suppress(Exception):
-            get_backend(server.host).undefine(server.domain_name, volumes=[disk_volume(server)])
+            get_backend(server.host).deprovision(server.domain_name)
 
 
 def log_in(page, url: str, user) -> None:
@@ -271,13 +305,290 @@ def test_server_list_filters_as_you_type(live_asgi_url, page, owner, customer):
     assert rows.count() == 2
     page.evaluate("window.__sameDocument = true")
     page.fill("input[name=q]", "alp")
-    page.wait_for_function("document.querySelectorAll('#server-table tbody tr').length === 1")
+    # (functions, not expressions: Playwright evaluates an expression with eval, which the
+    # page's Content Security Policy refuses)
+    page.wait_for_function("() => document.querySelectorAll('#server-table tbody tr').length === 1")
     assert "alpha.example.com" in rows.first.inner_text()
     page.fill("input[name=q]", "")
     page.select_option("select[name=state]", "stopped")
     page.wait_for_function(
-        "document.querySelector('#server-table tbody tr')?.innerText.includes('beta')"
+        "() => document.querySelector('#server-table tbody tr')?.innerText.includes('beta')"
         " && document.querySelectorAll('#server-table tbody tr').length === 1"
     )
     assert page.evaluate("window.__sameDocument") is True
     assert "state=stopped" in page.url
+
+
+def test_every_page_works_under_the_content_security_policy(
+    live_asgi_url, page, owner, customer, server, staff
+):
+    """Each page of the panel, the admin and the API docs, opened and used: the `page`
+    fixture fails the test on any CSP violation."""
+    from hosting.choices import JobKind
+
+    from .factories import JobFactory, SSHKeyFactory, make_public_key
+
+    url = live_asgi_url
+    JobFactory(server=server, kind=JobKind.START, progress=40, log=["10:00:00 Booting"])
+    SSHKeyFactory(customer=customer, name="laptop")
+    # the customer's pages
+    log_in(page, url, owner)
+    page.goto(f"{url}/servers/{server.uuid}/")
+    page.wait_for_selector('[data-role="job-progress"]')
+    # progress bars get their width from data-width, not from a style attribute
+    width = page.eval_on_selector('[data-role="job-progress"] .progress-bar', "e => e.style.width")
+    assert width == "40%"
+    page.goto(f"{url}/servers/new/")
+    page.goto(f"{url}/keys/")
+    page.fill("#id_name", "desktop")
+    page.fill("#id_public_key", make_public_key(42))
+    page.click("button[type=submit]:has-text('Add')")
+    page.wait_for_selector("text=desktop")
+    # a form that asks first: dismissing keeps the key, accepting deletes it
+    delete = 'form[data-confirm*="laptop"] button'
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    page.click(delete)
+    assert page.locator(delete).count() == 1
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click(delete)
+    page.wait_for_selector("text=SSH key laptop deleted")
+    page.goto(f"{url}/tokens/")
+    page.click("button[type=submit]:has-text('Create')")
+    page.wait_for_selector("#new-token-key")
+    # the staff pages, the admin and the API docs
+    page.context.clear_cookies()
+    log_in(page, url, staff)
+    page.goto(f"{url}/ops/")
+    assert page.eval_on_selector(".meter-cell .progress-bar", "e => e.style.width") != ""
+    for path in (
+        "/admin/",
+        "/admin/hosting/server/",
+        f"/admin/hosting/server/{server.pk}/change/",
+        f"/admin/hosting/job/{server.jobs.get().pk}/change/",
+        "/admin/hosting/host/add/",
+    ):
+        page.goto(f"{url}{path}")
+    page.goto(f"{url}/api/docs/")
+    page.wait_for_selector(".swagger-ui .info")
+
+
+# --- live usage charts (issue 8) -------------------------------------------------------
+#
+# The samples are published here, contract-shaped, through the channel layer (group_send
+# to server.<uuid>, as the stats collector does), so that the browser path is tested on
+# its own: channel layer -> consumer -> socket -> paddock.js -> charts.js -> uPlot.
+
+
+def off_thread(fn):
+    """Run fn in a thread of its own: Playwright's sync API keeps an event loop in this
+    thread, where async_to_sync (the channel layer, on_commit publishing) refuses to run."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(fn).result()
+
+
+def publish_sample(server: Server, t: float, cpu: float) -> None:
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    from hosting.services.events import server_group
+
+    message = {
+        "type": "stats.sample",
+        "sample": {
+            "server": str(server.uuid),
+            "t": t,
+            "cpu_pct": cpu,
+            "mem_used_mib": 200 + int(cpu),
+            "mem_total_mib": 1024,
+            "disk_rd_bps": 1000.0 * cpu,
+            "disk_wr_bps": 500.0,
+            "disk_rd_iops": 1.0,
+            "disk_wr_iops": 2.0,
+            "net_rx_bps": 20000.0 + cpu,
+            "net_tx_bps": 3000.0,
+            "net_rx_pps": 20.0,
+            "net_tx_pps": 5.0,
+        },
+    }
+    off_thread(
+        lambda: async_to_sync(get_channel_layer().group_send)(
+            f"{server_group(server.uuid)}", message
+        )
+    )
+
+
+def cpu_points(page) -> int:
+    return int(page.get_attribute('[data-chart="cpu"]', "data-points") or 0)
+
+
+def open_live_server_page(page, url: str, user, server: Server) -> list[dict]:
+    frames: list[dict] = []
+    page.on(
+        "websocket",
+        lambda ws: ws.on("framereceived", lambda payload: frames.append(json.loads(payload))),
+    )
+    log_in(page, url, user)
+    page.goto(f"{url}/servers/{server.uuid}/")
+    page.wait_for_selector('#live-indicator[data-connected="true"]')
+    page.evaluate("window.__sameDocument = true")
+    return frames
+
+
+def test_cpu_chart_gains_points_live_without_a_reload(live_asgi_url, page, owner, server):
+    # given the owner on a running server's page, its socket connected
+    open_live_server_page(page, live_asgi_url, owner, server)
+    # (no history yet: the chart is empty until samples come)
+    page.wait_for_selector('[data-role="charts-status"]:has-text("Last hour")')
+    assert cpu_points(page) == 0
+    # when a sample a second arrives for 10 s
+    start = time.time()
+    seen = []
+    for i in range(10):
+        publish_sample(server, start + i, cpu=10.0 + i)
+        page.wait_for_function(
+            "n => Number(document.querySelector('[data-chart=\"cpu\"]').dataset.points) >= n",
+            arg=i + 1,
+        )
+        seen.append(cpu_points(page))
+        time.sleep(max(0.0, start + i + 1 - time.time()))
+    # then the CPU chart gained a point with each, in the same document
+    assert seen == list(range(1, 11))
+    assert page.evaluate("window.__sameDocument") is True
+    # and every chart drew them (uPlot's legend shows the last value under the cursor)
+    for chart in ("cpu", "memory", "disk", "network"):
+        assert page.get_attribute(f'[data-chart="{chart}"]', "data-points") == "10"
+        assert page.locator(f'[data-chart="{chart}"] canvas').count() == 1
+    page.screenshot(path=str(SCREENSHOTS / "server-charts.png"), full_page=True)
+
+
+def test_another_customers_browser_cannot_subscribe(live_asgi_url, page, other_owner, server):
+    # given Globex's owner logged in, when their browser opens Acme's server stream
+    log_in(page, live_asgi_url, other_owner)
+    outcome = page.evaluate(
+        """path => new Promise(resolve => {
+            const socket = new WebSocket("ws://" + location.host + path);
+            socket.onopen = () => resolve("open");
+            socket.onclose = () => resolve("refused");
+        })""",
+        f"/ws/servers/{server.uuid}/",
+    )
+    # then the socket is refused
+    assert outcome == "refused"
+
+
+def test_removed_member_stops_receiving_within_one_sample(
+    live_asgi_url, page, owner, server, customer
+):
+    # given the owner watching the charts, samples arriving
+    frames = open_live_server_page(page, live_asgi_url, owner, server)
+    start = time.time()
+    publish_sample(server, start, cpu=5.0)
+    page.wait_for_function(
+        "() => Number(document.querySelector('[data-chart=\"cpu\"]').dataset.points) === 1"
+    )
+    # when the membership is removed (the revocation event goes out after commit)
+    off_thread(lambda: owner.memberships.all().delete())
+    # and the next sample is published
+    publish_sample(server, start + 1, cpu=6.0)
+    publish_sample(server, start + 2, cpu=7.0)
+    # then the socket was closed as withdrawn, the page says so and does not reconnect
+    page.wait_for_selector('#live-indicator[data-failed="true"]:has-text("Access withdrawn")')
+    samples = [f["sample"]["t"] for f in frames if f.get("type") == "stats.sample"]
+    assert samples == [start]
+    assert cpu_points(page) == 1
+
+
+def publish_host(host, cpu: float, mem_used: int, top: list[dict]) -> None:
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    from hosting.services.events import FLEET_GROUP
+
+    message = {
+        "type": "stats.host",
+        "host": {
+            "id": host.pk,
+            "name": host.name,
+            "t": time.time(),
+            "cpu_pct": cpu,
+            "vcpus_used": 3,
+            "vcpus_capacity": 16,
+            "mem_used_mib": mem_used,
+            "mem_capacity_mib": 16384,
+            "disk_used_gib": 100,
+            "disk_capacity_gib": 1000,
+            "servers": len(top),
+            "top": top,
+        },
+    }
+    off_thread(lambda: async_to_sync(get_channel_layer().group_send)(FLEET_GROUP, message))
+
+
+def test_fleet_page_shows_hosts_live_and_overloaded_ones_stand_out(
+    live_asgi_url, page, staff, host, server
+):
+    from .factories import HostFactory
+
+    quiet = HostFactory(name="quiet-host")
+    # given staff on the fleet page, its socket connected
+    log_in(page, live_asgi_url, staff)
+    page.goto(f"{live_asgi_url}/ops/fleet/")
+    page.wait_for_selector('#live-indicator[data-connected="true"]')
+    # when a busy host and a quiet one report
+    publish_host(
+        host, 97.0, 4096, [{"server": str(server.uuid), "hostname": "web-1", "cpu_pct": 88.0}]
+    )
+    publish_host(quiet, 12.0, 15000, [])
+    # then the busy host stands out with its busiest server, the other by its memory
+    busy = f'tr[data-host-id="{host.pk}"]'
+    page.wait_for_selector(f'{busy}[data-cpu="97.0"][data-overloaded="true"]')
+    link = page.locator(f'{busy} [data-role="top"] a')
+    assert link.inner_text() == "web-1"
+    assert link.get_attribute("href") == f"/servers/{server.uuid}/"
+    # 15000 of 16384 MiB is 92 %: overloaded too
+    page.wait_for_selector(
+        f'tr[data-host-id="{quiet.pk}"][data-cpu="12.0"][data-overloaded="true"]'
+    )
+    publish_host(quiet, 12.0, 2000, [])
+    page.wait_for_selector(f'tr[data-host-id="{quiet.pk}"][data-overloaded="false"]')
+    assert page.locator(f'tr[data-host-id="{quiet.pk}"] [data-role="top"]').inner_text() == (
+        "no servers running"
+    )
+    page.screenshot(path=str(SCREENSHOTS / "fleet.png"), full_page=True)
+
+
+def test_charts_paint_history_first_and_switch_ranges(live_asgi_url, page, owner, server):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from hosting.models.stats import ServerStatsHour, ServerStatsMinute
+
+    # given 30 minutes and 5 hours of rollups for the server
+    now = timezone.now().replace(second=0, microsecond=0)
+    common = {"samples": 30, "seconds": 60.0, "cpu_pct_avg": 20.0, "mem_total_mib": 1024}
+    ServerStatsMinute.objects.bulk_create(
+        ServerStatsMinute(server=server, bucket=now - timedelta(minutes=m), **common)
+        for m in range(1, 31)
+    )
+    hour = now.replace(minute=0)
+    ServerStatsHour.objects.bulk_create(
+        ServerStatsHour(server=server, bucket=hour - timedelta(hours=h), **common)
+        for h in range(1, 6)
+    )
+    # when the owner opens the page, then the last hour is painted before any sample
+    open_live_server_page(page, live_asgi_url, owner, server)
+    page.wait_for_selector('[data-role="charts-status"]:has-text("Last hour")')
+    assert cpu_points(page) == 30
+    # and a live sample adds to it
+    publish_sample(server, time.time(), cpu=50.0)
+    page.wait_for_function(
+        "() => Number(document.querySelector('[data-chart=\"cpu\"]').dataset.points) === 31"
+    )
+    # when they pick 7 days, then the hourly points replace them
+    page.click('button[data-range="7d"]')
+    page.wait_for_selector('[data-role="charts-status"]:has-text("Last 7d")')
+    assert cpu_points(page) == 5
+    assert page.get_attribute('button[data-range="7d"]', "aria-pressed") == "true"

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.django_db
 def test_driver_demo(monkeypatch):
     """The seed's test-driver mode, whatever this machine could run (tests/test_demo_modes.py
     covers the real-VM mode)."""
-    from hosting.management.commands import seed_demo
+    from devtools.management.commands import seed_demo
 
     monkeypatch.setattr(seed_demo, "demo_mode", lambda: Mode(real=False, reason="a test"))
 
@@ -105,7 +105,7 @@ def test_seed_demo_is_idempotent(monkeypatch, django_capture_on_commit_callbacks
 
 
 def test_seed_demo_without_a_broker_says_so(monkeypatch):
-    from hosting.management.commands import seed_demo
+    from devtools.management.commands import seed_demo
 
     monkeypatch.setattr(seed_demo, "broker_reachable", lambda: False)
     out, _ = run("seed_demo")

@@ -15,7 +15,7 @@ import yaml
 from django.conf import settings
 
 ROOT = Path(__file__).resolve().parent.parent
-APP_SERVICES = ("web", "worker", "beat")
+APP_SERVICES = ("web", "worker", "collector", "beat")
 # Read by Django or the project outside config/settings.py.
 READ_ELSEWHERE = {"DJANGO_SETTINGS_MODULE", "DEMO_ADMIN_PASSWORD", "DEMO_PASSWORD"}
 INTERPOLATION = re.compile(r"\$\{([A-Z0-9_]+)(?::?[-?]([^}]*))?\}")
@@ -57,7 +57,7 @@ def services(compose) -> dict:
 
 
 def test_services(services):
-    assert set(services) == {"postgres", "redis", "web", "worker", "beat"}
+    assert set(services) == {"postgres", "redis", "web", "worker", "collector", "beat"}
 
 
 def test_app_services_share_one_image_built_here(services):
@@ -74,6 +74,8 @@ def test_every_variable_the_app_gets_is_read_by_the_settings(services):
         assert {"DATABASE_URL", "REDIS_URL", "SECRET_KEY"} <= set(env), name
         assert set(env) <= known, f"{name} sets {set(env) - known}, which nothing reads"
         assert interpolate(str(env.get("DEBUG", "false"))).lower() in ("false", "0", "no")
+        # no development tooling in production (tests/test_devtools_app.py)
+        assert str(env["PADDOCK_DEV_TOOLS"]).lower() == "false", name
 
 
 def test_secrets_have_no_default(services):
@@ -105,17 +107,32 @@ def test_database_and_redis_urls_point_at_their_services(services):
         assert "healthcheck" in services[name]
 
 
-def test_web_runs_the_asgi_application_with_daphne(services):
+def test_web_runs_the_asgi_application_with_the_multi_process_server(services):
     argv = command_argv(services["web"])
-    assert "daphne" in argv and "config.asgi:application" in argv
     assert "migrate" in argv
-    port = option(argv, "-p", "--port")
+    assert argv[argv.index("&&") + 1 :][:4] == ["exec", "python", "-m", "config.webserver"]
+    port = option(argv, "--port")
     assert any(str(p).endswith(f":{port}") for p in services["web"]["ports"])
-    assert option(argv, "-b", "--bind") == "0.0.0.0"
+    assert option(argv, "--bind") == "0.0.0.0"
     from config.asgi import application
+    from config.webserver import APPLICATION, WORKER_CLASS, web_argv
 
     assert application is not None
     assert settings.ASGI_APPLICATION == "config.asgi.application"
+    served = web_argv(bind="0.0.0.0", port=int(port))
+    assert APPLICATION in served and option(served, "--worker-class") == WORKER_CLASS
+    assert option(served, "--bind") == f"0.0.0.0:{port}"
+
+
+def test_web_healthcheck_asks_the_readiness_endpoint(services):
+    from django.urls import resolve
+
+    from config import health
+
+    check = " ".join(services["web"]["healthcheck"]["test"])
+    url = urlsplit(re.search(r"http://[^'\"]+", check).group(0))
+    assert url.port == 8000
+    assert resolve(url.path).func is health.readyz
 
 
 def test_worker_and_beat_use_the_config_celery_app(services):
@@ -130,6 +147,19 @@ def test_worker_and_beat_use_the_config_celery_app(services):
     assert settings.CELERY_TASK_DEFAULT_QUEUE in queues
     beat = command_argv(services["beat"])
     assert beat[:4] == ["celery", "-A", "config", "beat"]
+
+
+def test_the_collector_consumes_the_default_hosts_stats_queue(services):
+    from hosting.models import Host
+    from hosting.services.collector import stats_queue
+
+    collector = command_argv(services["collector"])
+    assert collector[:4] == ["celery", "-A", "config", "worker"]
+    queues = (option(collector, "--queues", "-Q") or "").split(",")
+    default_host = Host(queue=settings.CELERY_TASK_DEFAULT_QUEUE)
+    assert stats_queue(default_host) in queues
+    # jobs stay with the job workers
+    assert settings.CELERY_TASK_DEFAULT_QUEUE not in queues
 
 
 def test_env_example_lists_exactly_what_is_read():

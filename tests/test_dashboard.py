@@ -224,8 +224,26 @@ def test_second_action_while_busy_is_refused(browser, server):
 def test_customer_cannot_suspend(browser, server):
     resp = browser.post(action_url(server, "suspend"))
     assert resp.status_code == 403
-    assert "Only the provider can do that." in resp.content.decode()
+    assert "Only the provider can suspend a server." in resp.content.decode()
     assert not Job.objects.exists()
+
+
+def test_suspended_server_page_offers_the_customer_nothing(browser, server, staff):
+    from django.test import Client
+
+    Server.objects.filter(pk=server.pk).update(suspended=True, state=ServerState.STOPPED)
+    page = browser.get(detail_url(server)).content.decode()
+    assert 'data-role="suspended"' in page and 'data-state="suspended"' in page
+    assert "data-action=" not in page  # no start, no terminate
+    resp = browser.post(action_url(server, "start"), follow=True)
+    assert "This server is suspended by the provider." in resp.content.decode()
+    assert not Job.objects.exists()
+    # staff see unsuspend (and not suspend)
+    staff_browser = Client()
+    staff_browser.force_login(staff)
+    staff_page = staff_browser.get(detail_url(server)).content.decode()
+    assert 'data-action="unsuspend"' in staff_page
+    assert 'data-action="suspend"' not in staff_page
 
 
 def test_unknown_action_is_404(browser, server):
@@ -500,3 +518,32 @@ def test_ops_overview_shows_reconciliation_drift(staff_browser, host):
     host.save()
     body = staff_browser.get(reverse("dashboard:ops")).content.decode()
     assert "2 unknown domains" in body and "stray-vm, old-test" in body
+
+
+# --- live stats (issue 8) -------------------------------------------------------------
+
+
+def test_fleet_page_is_staff_only(browser):
+    resp = browser.get(reverse("dashboard:fleet"))
+    assert resp.status_code == 302
+    assert "/admin/login/" in resp["Location"]
+
+
+def test_fleet_page_lists_every_host_for_the_fleet_socket(staff_browser, server, host):
+    HostFactory(name="empty-host")
+    resp = staff_browser.get(reverse("dashboard:fleet"))
+    body = resp.content.decode()
+    assert resp.status_code == 200
+    assert 'data-ws-path="/ws/fleet/"' in body
+    assert f'data-host-id="{host.pk}"' in body and "empty-host" in body
+    assert 'data-overload-pct="85"' in body
+
+
+def test_server_page_has_the_charts_and_no_inline_script(browser, server):
+    body = browser.get(detail_url(server)).content.decode()
+    assert 'id="server-charts"' in body
+    assert f'data-history-url="/api/v1/servers/{server.uuid}/stats/"' in body
+    for chart in ("cpu", "memory", "disk", "network"):
+        assert f'data-chart="{chart}"' in body
+    assert "vendor/uplot/uPlot.iife.min.js" in body and "charts.js" in body
+    assert "<script>" not in body

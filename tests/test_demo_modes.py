@@ -13,10 +13,11 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
+from devtools.management.commands import seed_demo
 from hosting.backends import HostUnreachable
 from hosting.choices import HostState, JobKind
-from hosting.management.commands import seed_demo
 from hosting.models import Host, Image, IPPool, Job, Plan
+from hosting.services import hosts as host_service
 from testbed import local
 from testbed.local import Mode, Probe
 
@@ -95,7 +96,7 @@ def fake_local_host(monkeypatch):
     """refresh_host and reconcile_host as if qemu:///system had answered."""
     calls = []
 
-    def refresh(*, host, job=None):
+    def refresh(*, host, ctx=None):
         calls.append(host.name)
         Host.objects.filter(pk=host.pk).update(
             cpus=2, memory_mib=8192, disk_gib=100, last_seen=timezone.now()
@@ -103,7 +104,7 @@ def fake_local_host(monkeypatch):
         host.refresh_from_db()
         return host
 
-    monkeypatch.setattr(seed_demo, "refresh_host", refresh)
+    monkeypatch.setattr(host_service, "refresh_host", refresh)
     monkeypatch.setattr(seed_demo, "reconcile_host", lambda *, host: None)
     return calls
 
@@ -225,11 +226,11 @@ def test_an_image_that_cannot_be_built_falls_back(
 def test_a_local_host_that_cannot_be_read_falls_back(
     monkeypatch, tiny_file, django_capture_on_commit_callbacks
 ):
-    def unreachable(*, host, job=None):
+    def unreachable(*, host, ctx=None):
         Host.objects.filter(pk=host.pk).update(state=HostState.OFFLINE)
         raise HostUnreachable("connect: cannot reach qemu:///system: gone")
 
-    monkeypatch.setattr(seed_demo, "refresh_host", unreachable)
+    monkeypatch.setattr(host_service, "refresh_host", unreachable)
     out = seed(monkeypatch, Mode(real=True), django_capture_on_commit_callbacks)
     assert "because qemu:///system could not be read: connect: cannot reach" in out
     assert catalogue()["hosts"] == {
@@ -237,3 +238,51 @@ def test_a_local_host_that_cannot_be_read_falls_back(
         "local": HostState.MAINTENANCE,
     }
     assert "Paddock tiny" not in catalogue()["images"]
+
+
+@pytest.mark.django_db
+def test_mode_switches_keep_what_an_admin_changed(
+    monkeypatch, tiny_file, fake_local_host, django_capture_on_commit_callbacks
+):
+    test_driver = Mode(real=False, reason="a reason")
+    # given the demo on the test driver, whose admin deactivated one image
+    seed(monkeypatch, test_driver, django_capture_on_commit_callbacks)
+    Image.objects.filter(name="Debian 12").update(is_active=False)
+    # and then in real-VM mode, whose admin renamed the tiny image
+    seed(monkeypatch, Mode(real=True), django_capture_on_commit_callbacks)
+    Image.objects.filter(name="Paddock tiny").update(name="Tiny VM")
+
+    # when the mode goes back to the test driver
+    out = seed(monkeypatch, test_driver, django_capture_on_commit_callbacks)
+    # then the switch offers the test driver's images, except the one the admin took out
+    assert catalogue()["images"] == {"Ubuntu 24.04", "Alpine 3.20"}
+    assert "kept image 'debian-12.qcow2' as an admin changed it: is_active False" in out
+
+    # when it goes to real VMs again, with a rebuilt image
+    tiny_file.write_bytes(b"a rebuilt image")
+    out = seed(monkeypatch, Mode(real=True), django_capture_on_commit_callbacks)
+    # then the renamed image is offered under the admin's name, with the new content
+    assert catalogue()["images"] == {"Tiny VM"}
+    image = Image.objects.get(name="Tiny VM")
+    assert (
+        image.volume_name
+        == f"paddock-tiny-{hashlib.sha256(b'a rebuilt image').hexdigest()[:12]}.qcow2"
+    )
+    assert "kept image 'paddock-tiny' as an admin changed it: name 'Tiny VM'" in out
+    assert Image.objects.count() == 4
+
+
+@pytest.mark.django_db
+def test_a_host_of_the_admins_on_the_local_uri_is_left_alone(
+    monkeypatch, tiny_file, fake_local_host, django_capture_on_commit_callbacks
+):
+    # given a host that an admin registered on qemu:///system under a name of their own
+    Host.objects.create(name="hv-here", libvirt_uri="qemu:///system", state=HostState.ONLINE)
+    # when the seed would register the local host
+    out = seed(monkeypatch, Mode(real=True), django_capture_on_commit_callbacks)
+    # then it does not collide with it: the demo stays on the test driver and says why
+    assert "skipped host 'local': host #" in out
+    assert "already has the libvirt URI 'qemu:///system'" in out
+    assert "because the seed could not register the host 'local'" in out
+    assert catalogue()["hosts"] == {"demo-host": HostState.ONLINE, "hv-here": HostState.ONLINE}
+    assert fake_local_host == []

@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 
+from hosting.access import Caller
+from hosting.actions import ACTIONS, BY_KIND, IllegalAction, refusal
 from hosting.choices import JobKind, JobStatus, ServerState
 from hosting.models import IPPool, Job, Server, SSHKey
 from hosting.services import ipam
 from hosting.services.errors import Conflict
 from hosting.services.servers import create_server, request_action
-from hosting.states import (
-    ACTION_FROM_STATES,
-    TRANSITIONS,
-    IllegalTransition,
-    can_transition,
-    require_action,
-)
+from hosting.states import TRANSITIONS, can_transition
 
 from .factories import IPPoolFactory, make_public_key
 
@@ -50,17 +43,38 @@ def test_transitions(current, target, ok):
 
 
 def test_actions_need_the_right_state():
-    require_action("stopped", JobKind.START)
-    with pytest.raises(IllegalTransition, match="Cannot start a server that is running"):
-        require_action("running", JobKind.START)
-    with pytest.raises(IllegalTransition):
-        require_action("terminated", JobKind.TERMINATE)
-    assert all(states <= set(ServerState.values) for states in ACTION_FROM_STATES.values())
+    start = BY_KIND[JobKind.START]
+    assert refusal(start, state="stopped", suspended=False, provider=False) is None
+    assert refusal(start, state="running", suspended=False, provider=False) == (
+        "Cannot start a server that is running."
+    )
+    assert refusal(BY_KIND[JobKind.TERMINATE], state="terminated", suspended=False, provider=True)
+    assert all(a.from_states <= set(ServerState.values) for a in ACTIONS)
+
+
+def test_suspension_rules():
+    start, suspend, unsuspend = (BY_KIND[k] for k in ("start", "suspend", "unsuspend"))
+    # customers can do nothing with a suspended server; the provider can
+    assert "suspended" in refusal(start, state="stopped", suspended=True, provider=False)
+    assert refusal(start, state="stopped", suspended=True, provider=True) is None
+    assert refusal(suspend, state="running", suspended=True, provider=True)
+    assert refusal(unsuspend, state="stopped", suspended=False, provider=True)
+    assert refusal(unsuspend, state="stopped", suspended=True, provider=True) is None
+    assert "Only the provider" in refusal(suspend, state="running", suspended=False, provider=False)
+
+
+def test_every_job_kind_of_a_server_action_has_a_runner():
+    from hosting.runners import RUNNERS
+
+    assert {a.kind for a in ACTIONS} <= set(RUNNERS)
+    assert {k for k in RUNNERS if not k.startswith("test_")} <= set(JobKind.values)
 
 
 @pytest.mark.django_db
 def test_one_active_job_per_server_is_a_database_constraint(customer, plan, image, host, pool):
-    server, job = create_server(customer=customer, plan=plan, image=image, hostname="a")
+    server, job = create_server(
+        caller=Caller.system(), customer=customer, plan=plan, image=image, hostname="a"
+    )
     with pytest.raises(IntegrityError), transaction.atomic():
         Job.objects.create(kind=JobKind.START, server=server)
     job.status = JobStatus.SUCCEEDED
@@ -70,23 +84,27 @@ def test_one_active_job_per_server_is_a_database_constraint(customer, plan, imag
 
 @pytest.mark.django_db
 def test_terminate_cancels_queued_jobs(customer, plan, image, host, pool):
-    server, job = create_server(customer=customer, plan=plan, image=image, hostname="a")
-    terminate = request_action(server=server, action=JobKind.TERMINATE)
+    server, job = create_server(
+        caller=Caller.system(), customer=customer, plan=plan, image=image, hostname="a"
+    )
+    terminate = request_action(caller=Caller.system(), server=server, action=JobKind.TERMINATE)
     job.refresh_from_db()
     server.refresh_from_db()
     assert job.status == JobStatus.CANCELLED
     assert terminate.status == JobStatus.QUEUED
     assert server.state == ServerState.TERMINATING
-    with pytest.raises(IllegalTransition):
-        request_action(server=server, action=JobKind.START)
+    with pytest.raises(IllegalAction):
+        request_action(caller=Caller.system(), server=server, action=JobKind.START)
 
 
 @pytest.mark.django_db
 def test_terminate_waits_for_a_running_job(customer, plan, image, host, pool):
-    server, job = create_server(customer=customer, plan=plan, image=image, hostname="a")
+    server, job = create_server(
+        caller=Caller.system(), customer=customer, plan=plan, image=image, hostname="a"
+    )
     Job.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING)
     with pytest.raises(Conflict):
-        request_action(server=server, action=JobKind.TERMINATE)
+        request_action(caller=Caller.system(), server=server, action=JobKind.TERMINATE)
     server.refresh_from_db()
     assert server.state == ServerState.PENDING
 
@@ -96,7 +114,9 @@ def test_suspended_customer_cannot_order(customer, plan, image, host, pool):
     customer.status = "suspended"
     customer.save()
     with pytest.raises(Conflict):
-        create_server(customer=customer, plan=plan, image=image, hostname="a")
+        create_server(
+            caller=Caller.system(), customer=customer, plan=plan, image=image, hostname="a"
+        )
     assert not Server.objects.exists()
 
 
@@ -117,13 +137,17 @@ def test_pool_validation():
 @pytest.mark.django_db
 def test_ipv4_and_ipv6_addresses_are_assigned_and_released(customer, plan, image, host, pool):
     IPPoolFactory(name="v6", network="2001:db8::/64", gateway="2001:db8::1")
-    server, _ = create_server(customer=customer, plan=plan, image=image, hostname="a")
+    server, _ = create_server(
+        caller=Caller.system(), customer=customer, plan=plan, image=image, hostname="a"
+    )
     assert sorted(server.addresses.values_list("address", flat=True)) == [
         "192.0.2.2",
         "2001:db8::2",
     ]
     assert ipam.release_addresses(server=server) == 2
-    other, _ = create_server(customer=customer, plan=plan, image=image, hostname="b")
+    other, _ = create_server(
+        caller=Caller.system(), customer=customer, plan=plan, image=image, hostname="b"
+    )
     assert other.addresses.filter(pool=pool).get().address == "192.0.2.2"  # reused
 
 
@@ -135,8 +159,12 @@ def test_pool_range_is_respected(customer, plan, image, host):
         range_start="203.0.113.100",
         range_end="203.0.113.101",
     )
-    a, _ = create_server(customer=customer, plan=plan, image=image, hostname="a")
-    b, _ = create_server(customer=customer, plan=plan, image=image, hostname="b")
+    a, _ = create_server(
+        caller=Caller.system(), customer=customer, plan=plan, image=image, hostname="a"
+    )
+    b, _ = create_server(
+        caller=Caller.system(), customer=customer, plan=plan, image=image, hostname="b"
+    )
     got = [s.addresses.get().address for s in (a, b)]
     assert got == ["203.0.113.100", "203.0.113.101"]
 
@@ -154,51 +182,18 @@ def test_ssh_key_fingerprint_and_rejections(customer):
 @pytest.mark.django_db
 def test_hostname_validation(customer, plan, image, host, pool):
     with pytest.raises(ValidationError):
-        create_server(customer=customer, plan=plan, image=image, hostname="bad..name")
+        create_server(
+            caller=Caller.system(), customer=customer, plan=plan, image=image, hostname="bad..name"
+        )
     assert not Server.objects.exists()
 
 
 @pytest.mark.django_db
-def test_stale_running_job_is_requeued_then_failed(customer, plan, image, host, pool, settings):
-    from workers.tasks import _claim, requeue_stale_jobs
+def test_every_action_names_a_permission_that_exists():
+    from django.contrib.auth.models import Permission
 
-    settings.JOB_MAX_ATTEMPTS = 2
-    _, job = create_server(customer=customer, plan=plan, image=image, hostname="a")
-    # a worker took the job and died without a word
-    Job.objects.filter(pk=job.pk).update(
-        status=JobStatus.RUNNING,
-        attempts=1,
-        heartbeat_at=timezone.now() - settings.JOB_STALE_AFTER - timedelta(seconds=1),
-    )
-    assert requeue_stale_jobs() == 1
-    job.refresh_from_db()
-    assert job.status == JobStatus.QUEUED and "Worker lost" in job.message
-    # a fresh job is left alone
-    assert requeue_stale_jobs() == 0
-    # the redelivered message finds attempts exhausted after the second loss
-    Job.objects.filter(pk=job.pk).update(attempts=2)
-    assert _claim(job.pk) is None
-    job.refresh_from_db()
-    assert job.status == JobStatus.FAILED and "Gave up after 2 attempts" in job.error
-
-
-@pytest.mark.django_db
-def test_lost_queued_message_is_requeued_and_duplicates_run_once(
-    customer, plan, image, host, pool, settings
-):
-    from workers.tasks import _claim, requeue_stale_jobs
-
-    _, job = create_server(customer=customer, plan=plan, image=image, hostname="a")
-    # a queued job whose message the broker lost: old, never started
-    Job.objects.filter(pk=job.pk).update(
-        created_at=timezone.now() - settings.JOB_STALE_AFTER - timedelta(seconds=1)
-    )
-    assert requeue_stale_jobs() == 1
-    job.refresh_from_db()
-    assert job.status == JobStatus.QUEUED and "Message lost" in job.message
-    assert requeue_stale_jobs() == 0  # its activity is fresh again
-    # two messages for one job: the first claims it, the second finds it running
-    assert _claim(job.pk) is not None
-    assert _claim(job.pk) is None
-    job.refresh_from_db()
-    assert job.status == JobStatus.RUNNING and job.attempts == 1
+    for entry in ACTIONS:
+        app_label, codename = entry.permission.split(".")
+        assert Permission.objects.filter(
+            content_type__app_label=app_label, codename=codename
+        ).exists(), entry.kind

@@ -62,7 +62,7 @@ def test_provision_creates_a_running_domain_with_an_address(provisioned, pool):
         ("stop", ServerState.STOPPED, libvirt.VIR_DOMAIN_SHUTOFF),
         ("force-stop", ServerState.STOPPED, libvirt.VIR_DOMAIN_SHUTOFF),
         ("reboot", ServerState.RUNNING, libvirt.VIR_DOMAIN_RUNNING),
-        ("suspend", ServerState.SUSPENDED, libvirt.VIR_DOMAIN_SHUTOFF),
+        ("suspend", ServerState.STOPPED, libvirt.VIR_DOMAIN_SHUTOFF),
         ("pause", ServerState.PAUSED, libvirt.VIR_DOMAIN_PAUSED),
     ],
 )
@@ -79,19 +79,19 @@ def test_power_actions(provisioned, billing_client, action, expected_state, libv
 
 def test_start_after_stop_and_unsuspend(provisioned, billing_client):
     server = provisioned
-    for action, state in [
-        ("stop", ServerState.STOPPED),
-        ("start", ServerState.RUNNING),
-        ("suspend", ServerState.SUSPENDED),
-        ("unsuspend", ServerState.RUNNING),
-        ("pause", ServerState.PAUSED),
-        ("resume", ServerState.RUNNING),
+    for action, state, suspended in [
+        ("stop", ServerState.STOPPED, False),
+        ("start", ServerState.RUNNING, False),
+        ("suspend", ServerState.STOPPED, True),
+        ("unsuspend", ServerState.RUNNING, False),
+        ("pause", ServerState.PAUSED, False),
+        ("resume", ServerState.RUNNING, False),
     ]:
         resp = billing_client.post(f"/api/v1/servers/{server.uuid}/{action}/")
         assert resp.status_code == 202, (action, resp.content)
         assert wait_job(resp.json()["id"]).status == JobStatus.SUCCEEDED
         server.refresh_from_db()
-        assert server.state == state, action
+        assert (server.state, server.suspended) == (state, suspended), action
     assert domain_state(server) == libvirt.VIR_DOMAIN_RUNNING
 
 

@@ -10,7 +10,7 @@ import pytest
 from hosting.backends import get_backend
 from hosting.choices import HostState, JobKind, ServerState
 from hosting.models import AuditEvent, Job, Server
-from hosting.services.operations import domain_spec
+from hosting.services.operations import guest_spec
 from hosting.services.reconcile import reconcile_host
 
 from .factories import HostFactory
@@ -36,7 +36,7 @@ def make_server(customer, plan, image, host, state, *, define=True, run=False):
     )
     if define:
         backend = get_backend(host)
-        backend.define(domain_spec(server))
+        backend.define(guest_spec(server))
         if run:
             backend.start(server.domain_name)
     return server
@@ -84,10 +84,34 @@ def test_unknown_domains_are_reported_never_deleted(customer, plan, image, rhost
 
 
 def test_suspended_server_that_is_off_stays_suspended(customer, plan, image, rhost):
-    server = make_server(customer, plan, image, rhost, ServerState.SUSPENDED)
+    server = make_server(customer, plan, image, rhost, ServerState.STOPPED)
+    Server.objects.filter(pk=server.pk).update(suspended=True)
     assert reconcile_host(host=rhost).fixed == []
     server.refresh_from_db()
-    assert server.state == ServerState.SUSPENDED
+    assert server.state == ServerState.STOPPED and server.suspended
+
+
+def test_an_outage_never_lifts_the_suspension(customer, plan, image, rhost, owner_client):
+    """Issue 7 #6: suspended -> host unreachable -> back: still suspended, customer locked."""
+    server = make_server(customer, plan, image, rhost, ServerState.STOPPED)
+    Server.objects.filter(pk=server.pk).update(suspended=True)
+    good_uri = rhost.libvirt_uri
+    # the host goes away: its servers become unknown, the flag stays
+    type(rhost).objects.filter(pk=rhost.pk).update(libvirt_uri="qemu+tcp://127.0.0.1:1/system")
+    rhost.refresh_from_db()
+    assert reconcile_host(host=rhost).reachable is False
+    server.refresh_from_db()
+    assert server.state == ServerState.UNKNOWN and server.suspended
+    # it comes back: the power state is the hypervisor's, the suspension the provider's
+    type(rhost).objects.filter(pk=rhost.pk).update(libvirt_uri=good_uri)
+    rhost.refresh_from_db()
+    reconcile_host(host=rhost)
+    server.refresh_from_db()
+    assert server.state == ServerState.STOPPED and server.suspended
+    # and the customer still cannot start it
+    resp = owner_client.post(f"/api/v1/servers/{server.uuid}/start/")
+    assert resp.status_code == 409
+    assert "suspended" in resp.json()["error"]["message"]
 
 
 def test_server_with_a_job_in_progress_is_left_alone(customer, plan, image, rhost):

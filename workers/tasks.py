@@ -1,125 +1,45 @@
-"""Thin Celery tasks: take an id, re-fetch, skip what is gone or done, call the service."""
+"""Thin Celery tasks: take an id, re-fetch, skip what is gone or done, call the service.
+
+The job's lifecycle (claim, lease, heartbeat, retries with backoff, failure) lives in
+hosting/runners.py and hosting/services/jobs.py; tasks only hand ids over. Services send
+`run_job` by name, so hosting never imports this module.
+"""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 
 from celery import shared_task
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Q
-from django.db.models.functions import Coalesce
-from django.utils import timezone
 
-from hosting.backends import BackendError
-from hosting.choices import JobKind, JobStatus
-from hosting.models import Job
+from hosting.backends import BackendError, get_backend
+from hosting.choices import HostState
+from hosting.models import Host, Server
+from hosting.runners import run_job as run
 from hosting.services import jobs as job_service
-from hosting.services.operations import execute, record_failure
+from hosting.services import quotas, stats_history
+from hosting.services.collector import collect_host, stats_queue
+from hosting.services.console import refresh as refresh_console
+from hosting.services.reconcile import reconcile_host as reconcile
 
 log = logging.getLogger(__name__)
 
 
-def _stale_cutoff():
-    return timezone.now() - settings.JOB_STALE_AFTER
+@shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def run_job(job_id: int) -> str:
+    outcome = run(job_id)
+    log.info("job %s: %s", job_id, outcome)
+    return outcome
 
 
-def _claim(job_id: int) -> Job | None:
-    """Mark the job running, unless it is gone, finished, out of attempts, or running in a
-    live worker (a duplicate message). A running job whose worker stopped reporting is taken
-    over: that is the redelivery of a lost worker's message."""
-    with transaction.atomic():
-        job = job_service.lock_job(job_id)
-        if job is None or not job.is_active:
-            return None
-        if job.status == JobStatus.RUNNING and (
-            job.heartbeat_at is None or job.heartbeat_at >= _stale_cutoff()
-        ):
-            return None
-        if job.attempts >= settings.JOB_MAX_ATTEMPTS:
-            job_service.finish(
-                job,
-                status=JobStatus.FAILED,
-                message="Failed",
-                error=f"Gave up after {job.attempts} attempts (a worker was lost).",
-            )
-            transaction.on_commit(lambda: record_failure(job, BackendError("worker lost")))
-            return None
-        job_service.start(job)
-        return job
-
-
-@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=5)
-def run_job(self, job_id: int) -> None:
-    job = _claim(job_id)
-    if job is None:
-        log.info("job %s: nothing to do", job_id)
-        return
-    try:
-        message = execute(job)
-    except BackendError as exc:
-        # an unreachable host is worth retrying for server work; onboarding reports at once
-        retry = exc.transient and job.kind != JobKind.HOST_REFRESH
-        if retry and self.request.retries < self.max_retries:
-            countdown = min(300, 5 * 2**self.request.retries)
-            job_service.update_progress(
-                job, job.progress, f"{exc.message}; retrying in {countdown} s"
-            )
-            Job.objects.filter(pk=job.pk).update(status=JobStatus.QUEUED)
-            raise self.retry(countdown=countdown, exc=exc) from exc
-        job_service.finish(job, status=JobStatus.FAILED, message="Failed", error=exc.message)
-        record_failure(job, exc)
-    except Exception as exc:
-        log.exception("job %s crashed", job_id)
-        job_service.finish(
-            job, status=JobStatus.FAILED, message="Failed", error=f"Internal error: {exc}"
-        )
-        record_failure(job, exc)
-    else:
-        job_service.finish(job, status=JobStatus.SUCCEEDED, message=message)
-
-
-@shared_task
+@shared_task(ignore_result=True)
 def requeue_stale_jobs() -> int:
-    """Put jobs whose work or message was lost back on the queue.
-
-    - running, but its worker stopped reporting: the worker died (the next attempt takes
-      over, or the job fails once it is out of attempts);
-    - queued for longer than the stale period: its message was lost (a broker that
-      restarted without persistence). A duplicate message is harmless: `_claim` lets
-      only one worker run a job.
-    """
-    cutoff = _stale_cutoff()
-    last_activity = Coalesce("heartbeat_at", "created_at")
-    stale = Job.objects.annotate(last=last_activity).filter(
-        Q(status=JobStatus.RUNNING, heartbeat_at__lt=cutoff)
-        | Q(status=JobStatus.QUEUED, last__lt=cutoff)
-    )
-    count = 0
-    for job_id in list(stale.values_list("pk", flat=True)):
-        with transaction.atomic():
-            job = job_service.lock_job(job_id)
-            if job is None or not job.is_active:
-                continue
-            last = job.heartbeat_at or job.created_at
-            if last >= cutoff:
-                continue
-            reason = "Worker lost" if job.status == JobStatus.RUNNING else "Message lost"
-            job.status = JobStatus.QUEUED
-            job.save(update_fields=["status"])
-            job_service.update_progress(job, job.progress, f"{reason}; requeued")
-            job_service.enqueue_on_commit(job)
-            count += 1
-    return count
+    return job_service.requeue_stale()
 
 
 @shared_task
 def reconcile_host(host_id: int) -> dict | None:
-    from dataclasses import asdict
-
-    from hosting.models import Host
-    from hosting.services.reconcile import reconcile_host as reconcile
-
     host = Host.objects.filter(pk=host_id).first()
     if host is None:
         return None
@@ -129,20 +49,61 @@ def reconcile_host(host_id: int) -> dict | None:
 @shared_task
 def reconcile_all() -> int:
     """Queue a reconciliation of every host on the host's own queue."""
-    from hosting.models import Host
-
     hosts = list(Host.objects.values_list("pk", "queue"))
     for host_id, queue in hosts:
-        reconcile_host.apply_async(args=[host_id], queue=queue, expires=120)
+        reconcile_host.apply_async(args=(host_id,), queue=queue, expires=120)
     return len(hosts)
 
 
 @shared_task
 def fetch_console(server_id: int) -> int:
-    from hosting.models import Server
-    from hosting.services.console import refresh
-
     server = Server.objects.select_related("host").filter(pk=server_id).first()
     if server is None or server.host is None:
         return 0
-    return len(refresh(server).text)
+    return len(refresh_console(server).text)
+
+
+@shared_task(ignore_result=True)
+def collect_stats() -> int:
+    """Beat, every STATS_INTERVAL: one collector pass per reachable host, queued on the
+    host's stats queue; a pass not started within the interval is dropped (the next one
+    replaces it), so a slow collector never builds a backlog."""
+    hosts = list(Host.objects.exclude(state=HostState.OFFLINE).only("pk", "queue"))
+    for host in hosts:
+        collect_host_stats.apply_async(
+            args=(host.pk,), queue=stats_queue(host), expires=settings.STATS_INTERVAL
+        )
+    return len(hosts)
+
+
+@shared_task(ignore_result=True, acks_late=False)
+def collect_host_stats(host_id: int) -> dict | None:
+    host = Host.objects.filter(pk=host_id).first()
+    if host is None:
+        return None
+    result = collect_host(host=host)
+    return {"samples": result.samples, "sent": result.sent, "skipped": result.skipped}
+
+
+@shared_task(ignore_result=True)
+def trim_stats() -> dict:
+    return stats_history.trim()
+
+
+@shared_task(ignore_result=True)
+def check_transfer_quotas() -> dict:
+    return asdict(quotas.check_transfer())
+
+
+@shared_task
+def set_server_bandwidth(server_id: int, kbps: int | None) -> bool:
+    """Runs on the server's host queue (the transfer quota's throttle, or its removal)."""
+    server = Server.objects.select_related("host").filter(pk=server_id).first()
+    if server is None or server.host is None:
+        return False
+    try:
+        get_backend(server.host).set_bandwidth(server.domain_name, kbps)
+    except BackendError as exc:
+        log.warning("bandwidth of %s not set: %s", server.hostname, exc)
+        return False
+    return True

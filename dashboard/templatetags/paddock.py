@@ -16,11 +16,14 @@ STATE_ICONS: dict[str, str] = {
     ServerState.RUNNING: "circle-fill",
     ServerState.STOPPED: "stop-circle",
     ServerState.PAUSED: "pause-circle",
-    ServerState.SUSPENDED: "slash-circle",
     ServerState.ERROR: "exclamation-octagon",
+    ServerState.UNKNOWN: "question-circle",
     ServerState.TERMINATING: "trash3",
     ServerState.TERMINATED: "x-circle",
+    # not a power state: the provider's suspension, shown instead of it (display_state)
+    "suspended": "slash-circle",
 }
+STATE_LABELS: dict[str, str] = {**dict(ServerState.choices), "suspended": "Suspended"}
 JOB_ICONS: dict[str, str] = {
     JobStatus.QUEUED: "clock",
     JobStatus.RUNNING: "arrow-repeat",
@@ -33,7 +36,7 @@ JOB_ICONS: dict[str, str] = {
 @register.simple_tag
 def state_badge(state: str, live: bool = False):
     """A server state as a badge; `live` marks the one paddock.js keeps up to date."""
-    label = ServerState(state).label if state in ServerState.values else state
+    label = STATE_LABELS.get(state, state)
     return format_html(
         '<span class="badge state-badge" data-state="{}"{}><i class="bi bi-{}"></i> '
         '<span class="state-label">{}</span></span>',
@@ -76,3 +79,27 @@ def mib(value: int) -> str:
         gib = value / 1024
         return f"{gib:.0f} GiB" if gib == int(gib) else f"{gib:.1f} GiB"
     return f"{value} MiB"
+
+
+@register.simple_tag
+def viewer_text(value: str, obj, staff: bool) -> str:
+    """An error or state message as the viewer may read it: the full text for staff,
+    customer_message() of it (the object's host hidden too) for customers."""
+    if staff:
+        return value
+    from hosting.services.public_messages import customer_message
+
+    host = getattr(obj, "host", None)
+    return customer_message(value, hosts=[host.name] if host is not None else [])
+
+
+@register.simple_tag
+def requester(job, staff: bool) -> str:
+    """Who asked for a job: the username for staff; for customers, their own team's
+    usernames, and "provider" for anyone on the provider's side (no staff names)."""
+    user = job.requested_by
+    if user is None:
+        return "system"
+    if staff or not user.is_staff:
+        return user.get_username()
+    return "provider"

@@ -10,6 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
+from hosting.access import caller_from_request
 from hosting.choices import ServerState
 from hosting.models import SSHKey
 from hosting.services import customers as customer_service
@@ -30,7 +31,7 @@ def key_list(request: HttpRequest) -> HttpResponse:
                 customer=form.chosen_customer(),
                 name=form.cleaned_data["name"],
                 public_key=form.cleaned_data["public_key"],
-                request=request,
+                caller=caller_from_request(request),
             )
         except (ServiceError, ValidationError) as exc:
             add_service_error(form, exc)
@@ -56,6 +57,6 @@ def key_list(request: HttpRequest) -> HttpResponse:
 def key_delete(request: HttpRequest, pk: int) -> HttpResponse:
     key = get_object_or_404(SSHKey.objects.visible_to(request_access(request)), pk=pk)
     name = key.name
-    customer_service.delete_ssh_key(key=key, request=request)
+    customer_service.delete_ssh_key(key=key, caller=caller_from_request(request))
     messages.success(request, f"SSH key {name} deleted.")
     return redirect("dashboard:key-list")

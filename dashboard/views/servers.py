@@ -12,16 +12,17 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
+from hosting.access import caller_from_request
 from hosting.choices import ACTIVE_JOB_STATUSES, ServerState
 from hosting.filtersets import ServerFilterSet
 from hosting.models import IPAddress, Job, Server
 from hosting.services import console as console_service
 from hosting.services import servers as server_service
-from hosting.services.errors import ServiceError
-from hosting.states import IllegalTransition
+from hosting.services.errors import NotPermitted, ServiceError
+from hosting.services.public_messages import customer_message
 
 from ..forms import ServerCreateForm, add_service_error
-from ..power import BY_SLUG, permitted, power_buttons, terminate_button
+from ..power import BY_SLUG, power_buttons, terminate_button
 from .scoping import HtmxHttpRequest, request_access
 
 PAGE_SIZE = 25
@@ -84,8 +85,7 @@ def server_create(request: HttpRequest) -> HttpResponse:
                 image=form.cleaned_data["image"],
                 hostname=form.cleaned_data["hostname"],
                 ssh_keys=form.cleaned_data["ssh_keys"],
-                requested_by=request.user,
-                request=request,
+                caller=caller_from_request(request),
             )
         except (ServiceError, ValidationError) as exc:
             add_service_error(form, exc)
@@ -98,7 +98,7 @@ def server_create(request: HttpRequest) -> HttpResponse:
 
 def live_context(request: HttpRequest, server: Server) -> dict:
     access = request_access(request)
-    jobs = list(server.jobs.select_related("requested_by")[:HISTORY_LENGTH])
+    jobs = list(server.jobs.select_related("requested_by", "host")[:HISTORY_LENGTH])
     active = next((j for j in jobs if j.is_active), None)
     if active is None and len(jobs) == HISTORY_LENGTH:
         active = server.jobs.active().first()
@@ -107,8 +107,8 @@ def live_context(request: HttpRequest, server: Server) -> dict:
         "active_job": active,
         # the active job has its own card with the live progress bar
         "jobs": [j for j in jobs if j != active],
-        "buttons": power_buttons(server, access),
-        "terminate": terminate_button(server, access),
+        "buttons": power_buttons(server, caller_from_request(request)),
+        "terminate": terminate_button(server, caller_from_request(request)),
         "addresses": sorted(server.addresses.all(), key=lambda a: (a.pool.family, a.address)),
         "ssh_keys": list(server.ssh_keys.all()),
         "show_host": access.is_staff,
@@ -139,28 +139,31 @@ def server_live(request: HttpRequest, uuid) -> HttpResponse:
 @login_required
 def server_console(request: HttpRequest, uuid) -> HttpResponse:
     """The serial console tail (read by a worker, served from the cache), for htmx polling."""
-    tail = console_service.tail(get_server(request, uuid))
-    return render(request, "dashboard/servers/_console.html", {"tail": tail})
+    server = get_server(request, uuid)
+    tail = console_service.tail(server)
+    error = tail.error
+    if not request_access(request).is_staff:
+        error = customer_message(error, hosts=[server.host.name] if server.host else [])
+    return render(request, "dashboard/servers/_console.html", {"tail": tail, "error": error})
 
 
 @login_required
 @require_POST
 def server_action(request: HtmxHttpRequest, uuid, action: str) -> HttpResponse:
-    access = request_access(request)
     server = get_server(request, uuid)
-    button = BY_SLUG.get(action)
-    if button is None:
+    entry = BY_SLUG.get(action)
+    if entry is None:
         raise Http404("No such action.")
-    if not permitted(button, access):
-        raise PermissionDenied("Only the provider can do that.")
     try:
         job = server_service.request_action(
-            server=server, action=button.kind, requested_by=request.user, request=request
+            server=server, action=entry.kind, caller=caller_from_request(request)
         )
-    except (ServiceError, IllegalTransition) as exc:
+    except NotPermitted as exc:
+        raise PermissionDenied(exc.message) from exc
+    except ServiceError as exc:
         messages.error(request, exc.message)
     else:
-        messages.success(request, f"{button.label}: requested (job #{job.pk}).")
+        messages.success(request, f"{entry.label}: requested (job #{job.pk}).")
     if request.htmx:
         server = get_server(request, uuid)
         return render(request, "dashboard/servers/_live.html", live_context(request, server))

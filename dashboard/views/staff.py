@@ -70,3 +70,30 @@ def overview(request: HttpRequest) -> HttpResponse:
         "customer_count": Customer.objects.count(),
     }
     return render(request, "dashboard/staff/overview.html", context)
+
+
+# A host above this share of any capacity (CPU time, memory, disk) stands out on the fleet
+# page; the browser applies it to every live sample (data-overload-pct).
+OVERLOAD_PCT = 85
+
+
+@staff_member_required
+def fleet(request: HttpRequest) -> HttpResponse:
+    """Every host, live: CPU, memory and disk use against capacity and the busiest servers,
+    from the `stats.host` samples of the fleet socket (/ws/fleet/, static/fleet.js). The
+    page starts from the allocation the database knows (plans placed on each host)."""
+    hosts = [
+        {
+            "host": usage.host,
+            "servers": usage.servers,
+            "allocated": [
+                meter("vCPU", usage.vcpus_used, usage.host.vcpu_capacity),
+                meter("Memory", usage.memory_used_mib, usage.host.memory_capacity_mib, mib),
+                meter("Disk", usage.disk_used_gib, usage.host.disk_gib, gib),
+            ],
+        }
+        for usage in host_usage()
+    ]
+    return render(
+        request, "dashboard/staff/fleet.html", {"hosts": hosts, "overload_pct": OVERLOAD_PCT}
+    )

@@ -9,6 +9,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
+from hosting.access import caller_from_request
 from hosting.models import APIToken
 from hosting.services import tokens as token_service
 from hosting.services.errors import ServiceError
@@ -32,14 +33,16 @@ def token_list(request: HttpRequest) -> HttpResponse:
     form = TokenForm(request.POST or None, access=request_access(request))
     new_key = None
     if request.method == "POST" and form.is_valid():
+        caller = caller_from_request(request)
+        assert caller.user is not None  # login_required
         try:
             _, new_key = token_service.issue_token(
-                user=request.user,
+                user=caller.user,
                 scope=form.cleaned_data["scope"],
                 customer=form.chosen_customer(),
                 name=form.cleaned_data["name"],
                 expires_at=form.expires_at(),
-                request=request,
+                caller=caller,
             )
         except ServiceError as exc:
             add_service_error(form, exc)
@@ -56,6 +59,6 @@ def token_list(request: HttpRequest) -> HttpResponse:
 def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     token = get_object_or_404(my_tokens(request), pk=pk)
     if token.revoked_at is None:
-        token_service.revoke_token(token=token, request=request)
+        token_service.revoke_token(token=token, caller=caller_from_request(request))
         messages.success(request, f"Token {token.name or token.prefix} revoked.")
     return redirect("dashboard:token-list")

@@ -8,7 +8,7 @@ from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
-from ..services.tokens import find_token
+from ..services import token_auth
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
@@ -26,13 +26,16 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
             key = header[1].decode()
         except UnicodeError as exc:
             raise exceptions.AuthenticationFailed("Malformed token.") from exc
-        token = find_token(key)
-        if token is None or not token.is_usable or not token.user.is_active:
+        # checked on every request (revoked, expired, user gone from the customer,
+        # deactivated, customer suspended, billing user no longer staff), cached briefly
+        token = token_auth.authenticate_key(key)
+        if token is None:
             raise exceptions.AuthenticationFailed("Invalid, expired or revoked token.")
         now = timezone.now()
         if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
             type(token).objects.filter(pk=token.pk).update(last_used_at=now)
             token.last_used_at = now
+            token_auth.touched(token)
         return (token.user, token)
 
     def authenticate_header(self, request):

@@ -2,21 +2,35 @@ from __future__ import annotations
 
 from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import mixins, permissions, status, viewsets
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
+from ..access import caller_from_request
+from ..actions import ACTIONS, Action
 from ..choices import JobKind
-from ..filtersets import CustomerFilterSet, JobFilterSet, ServerFilterSet
+from ..filtersets import CustomerFilterSet, JobFilterSet, ServerFilterSet, SSHKeyFilterSet
 from ..models import Customer, Host, Image, IPAddress, Job, Plan, Server, SSHKey
 from ..services import console as console_service
 from ..services import customers as customer_service
 from ..services import servers as server_service
-from ..services.hosts import request_refresh
+from ..services import stats_history
+from ..services.hosts import HOST_FIELDS, onboard_host, request_refresh
 from . import serializers as s
-from .permissions import StaffOnly, StaffOrBillingWrites, TokenScopePermission
+from .audience import serializer_for
+from .lookups import IntegerLookupMixin
+from .permissions import (
+    CatalogPermission,
+    ModelPermissions,
+    ProviderModelPermissions,
+    StaffOnly,
+    StaffOrBillingWrites,
+    TokenScopePermission,
+    action_permission,
+)
+from .stats_serializers import StatsHistorySerializer, UsageSerializer
 from .viewsets import (
     AuditedModelMixin,
     ScopedModelViewSet,
@@ -25,16 +39,7 @@ from .viewsets import (
 )
 
 
-class CatalogPermission(permissions.BasePermission):
-    """Everyone signed in reads the catalogue; only staff change it."""
-
-    def has_permission(self, request, view) -> bool:
-        if request.method in permissions.SAFE_METHODS:
-            return True
-        return bool(request.user.is_staff)
-
-
-class PlanViewSet(AuditedModelMixin, ScopedModelViewSet):
+class PlanViewSet(IntegerLookupMixin, AuditedModelMixin, ScopedModelViewSet):
     queryset = Plan.objects.all()
     serializer_class = s.PlanSerializer
     permission_classes = [TokenScopePermission, CatalogPermission]
@@ -42,35 +47,50 @@ class PlanViewSet(AuditedModelMixin, ScopedModelViewSet):
     ordering_fields = ["monthly_price", "name", "memory_mib"]
 
 
-class ImageViewSet(AuditedModelMixin, ScopedModelViewSet):
+class ImageViewSet(IntegerLookupMixin, AuditedModelMixin, ScopedModelViewSet):
     queryset = Image.objects.all()
     serializer_class = s.ImageSerializer
     permission_classes = [TokenScopePermission, CatalogPermission]
     filterset_fields = ["kind", "os_family", "is_active"]
     ordering_fields = ["name"]
 
+    def get_serializer_class(self):
+        return serializer_for(self.request, s.ImageSerializer, s.ProviderImageSerializer)
 
-class HostViewSet(AuditedModelMixin, viewsets.ModelViewSet):
+
+class HostViewSet(IntegerLookupMixin, AuditedModelMixin, viewsets.ModelViewSet):
     queryset = Host.objects.all()
     serializer_class = s.HostSerializer
-    permission_classes = [TokenScopePermission, StaffOnly]
+    permission_classes = [TokenScopePermission, StaffOnly, ModelPermissions]
     filterset_fields = ["state", "kind", "zone"]
     ordering_fields = ["name", "state"]
 
     def perform_create(self, serializer):
-        super().perform_create(serializer)
-        request_refresh(
-            host=serializer.instance, requested_by=self.request.user, request=self.request
+        data = serializer.validated_data
+        serializer.instance, _ = onboard_host(
+            caller=caller_from_request(self.request),
+            name=data["name"],
+            **{k: v for k, v in data.items() if k in HOST_FIELDS},
         )
 
     @extend_schema(request=None, responses={202: s.JobSerializer})
-    @action(detail=True, methods=["post"])
+    @action(
+        detail=True,
+        methods=["post"],
+        permission_classes=[
+            TokenScopePermission,
+            StaffOnly,
+            action_permission(JobKind.HOST_REFRESH),
+        ],
+    )
     def refresh(self, request, pk=None):
-        job = request_refresh(host=self.get_object(), requested_by=request.user, request=request)
-        return Response(s.JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+        job = request_refresh(host=self.get_object(), caller=caller_from_request(request))
+        data = s.ProviderJobSerializer(job, context=self.get_serializer_context()).data
+        return Response(data, status=status.HTTP_202_ACCEPTED)
 
 
 class CustomerViewSet(
+    IntegerLookupMixin,
     ScopedViewSetMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
@@ -79,7 +99,7 @@ class CustomerViewSet(
 ):
     queryset = Customer.objects.all()
     serializer_class = s.CustomerSerializer
-    permission_classes = [TokenScopePermission, StaffOrBillingWrites]
+    permission_classes = [TokenScopePermission, StaffOrBillingWrites, ProviderModelPermissions]
     filterset_class = CustomerFilterSet
     ordering_fields = ["name", "created_at"]
 
@@ -90,11 +110,12 @@ class CustomerViewSet(
             email=data["email"],
             external_ref=data.get("external_ref", ""),
             owner=data.get("owner"),
-            request=self.request,
+            caller=caller_from_request(self.request),
         )
 
 
 class SSHKeyViewSet(
+    IntegerLookupMixin,
     ScopedViewSetMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
@@ -103,8 +124,9 @@ class SSHKeyViewSet(
     viewsets.GenericViewSet,
 ):
     queryset = SSHKey.objects.select_related("customer")
+    permission_classes = [TokenScopePermission, ProviderModelPermissions]
     serializer_class = s.SSHKeySerializer
-    filterset_fields = ["customer"]
+    filterset_class = SSHKeyFilterSet
     ordering_fields = ["name", "created_at"]
 
     def perform_create(self, serializer):
@@ -113,11 +135,11 @@ class SSHKeyViewSet(
             customer=resolve_customer(self, data.get("customer")),
             name=data["name"],
             public_key=data["public_key"],
-            request=self.request,
+            caller=caller_from_request(self.request),
         )
 
     def perform_destroy(self, instance):
-        customer_service.delete_ssh_key(key=instance, request=self.request)
+        customer_service.delete_ssh_key(key=instance, caller=caller_from_request(self.request))
 
 
 def resolve_customer(view, customer: Customer | None) -> Customer:
@@ -140,13 +162,29 @@ class ServerViewSet(ScopedModelViewSet):
     lookup_field = "uuid"
     http_method_names = ["get", "post", "delete", "head", "options"]
 
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        if self.action == "list":
+            # a page reads its addresses and its few hosts in one query each
+            # (paginate_queryset), rather than a host row per server
+            queryset = queryset.select_related(None).prefetch_related(None)
+        return queryset
+
+    def paginate_queryset(self, queryset):
+        page = super().paginate_queryset(queryset)
+        if page is not None:
+            s.attach_page(page)
+        return page
+
     def get_serializer_class(self):
         if self.action == "create":
             return s.ServerCreateSerializer
-        return s.ServerSerializer
+        return serializer_for(self.request, s.ServerSerializer, s.ProviderServerSerializer)
 
     def _job_response(self, job: Job) -> Response:
-        return Response(s.JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+        serializer = serializer_for(self.request, s.JobSerializer, s.ProviderJobSerializer)
+        data = serializer(job, context=self.get_serializer_context()).data
+        return Response(data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(
         request=s.ServerCreateSerializer,
@@ -164,9 +202,7 @@ class ServerViewSet(ScopedModelViewSet):
             image=data["image"],
             hostname=data["hostname"],
             ssh_keys=data.get("ssh_keys", []),
-            requested_by=request.user,
-            token=self.access.token,
-            request=request,
+            caller=caller_from_request(request),
         )
         return self._job_response(job)
 
@@ -179,15 +215,8 @@ class ServerViewSet(ScopedModelViewSet):
         return self._act(JobKind.TERMINATE)
 
     def _act(self, kind: str) -> Response:
-        server = self.get_object()
-        if kind in (JobKind.SUSPEND, JobKind.UNSUSPEND) and not self.access.all_customers:
-            raise PermissionDenied("Only the provider can suspend or unsuspend a server.")
         job = server_service.request_action(
-            server=server,
-            action=kind,
-            requested_by=self.request.user,
-            token=self.access.token,
-            request=self.request,
+            server=self.get_object(), action=kind, caller=caller_from_request(self.request)
         )
         return self._job_response(job)
 
@@ -198,64 +227,75 @@ class ServerViewSet(ScopedModelViewSet):
     )
     @action(detail=True, methods=["get"])
     def console(self, request, uuid=None):
-        tail = console_service.tail(self.get_object())
-        return Response(s.ConsoleSerializer(tail).data)
-
-    @extend_schema(request=None, responses={202: s.JobSerializer})
-    @action(detail=True, methods=["post"])
-    def start(self, request, uuid=None):
-        return self._act(JobKind.START)
-
-    @extend_schema(request=None, responses={202: s.JobSerializer})
-    @action(detail=True, methods=["post"])
-    def stop(self, request, uuid=None):
-        return self._act(JobKind.STOP)
-
-    @extend_schema(request=None, responses={202: s.JobSerializer})
-    @action(detail=True, methods=["post"])
-    def reboot(self, request, uuid=None):
-        return self._act(JobKind.REBOOT)
-
-    @extend_schema(request=None, responses={202: s.JobSerializer})
-    @action(detail=True, methods=["post"], url_path="force-stop")
-    def force_stop(self, request, uuid=None):
-        return self._act(JobKind.FORCE_STOP)
+        server = self.get_object()
+        tail = console_service.tail(server)
+        serializer = serializer_for(request, s.ConsoleSerializer, s.ProviderConsoleSerializer)
+        hosts = [server.host.name] if server.host is not None else []
+        context = {**self.get_serializer_context(), "hosts": hosts}
+        return Response(serializer(tail, context=context).data)
 
     @extend_schema(
-        request=None,
-        responses={202: s.JobSerializer},
-        description="Freeze the guest in memory (its CPUs stop).",
+        parameters=[
+            OpenApiParameter(
+                "range", str, enum=list(stats_history.RANGES), default="1h", required=False
+            )
+        ],
+        responses={200: StatsHistorySerializer},
+        description="The server's usage history for a chart: 1h and 24h from the 1-minute "
+        "rollups, 7d and 30d from the 1-hour ones. Live samples come over the WebSocket.",
     )
-    @action(detail=True, methods=["post"])
-    def pause(self, request, uuid=None):
-        return self._act(JobKind.PAUSE)
-
-    @extend_schema(request=None, responses={202: s.JobSerializer})
-    @action(detail=True, methods=["post"])
-    def resume(self, request, uuid=None):
-        return self._act(JobKind.RESUME)
+    @action(detail=True, methods=["get"])
+    def stats(self, request, uuid=None):
+        data = stats_history.history(
+            server=self.get_object(), range_name=request.query_params.get("range", "1h")
+        )
+        return Response(data)
 
     @extend_schema(
+        parameters=[OpenApiParameter("month", str, required=False, description="YYYY-MM")],
+        responses={200: UsageSerializer},
+        description="What the server used in a calendar month (UTC; default this month): "
+        "CPU hours, transfer in and out, disk I/O, from the 1-hour rollups.",
+    )
+    @action(detail=True, methods=["get"])
+    def usage(self, request, uuid=None):
+        server = self.get_object()
+        month = stats_history.parse_month(request.query_params.get("month"))
+        return Response(stats_history.monthly_usage(server=server, month=month))
+
+
+def _action_route(entry: Action):
+    """`POST /servers/<uuid>/<slug>/` for one entry of the action registry."""
+
+    def route(self: ServerViewSet, request, uuid=None) -> Response:
+        return self._act(entry.kind)
+
+    route.__name__ = entry.kind
+    who = " Provider only (staff, billing tokens)." if entry.provider_only else ""
+    schema = extend_schema(
         request=None,
         responses={202: s.JobSerializer},
-        description="The provider's suspension: shut down and locked (staff and "
-        "billing tokens only).",
+        summary=entry.label,
+        description=f"{entry.description or entry.label + ' the server.'}{who} "
+        "Returns 202 with the job.",
     )
-    @action(detail=True, methods=["post"])
-    def suspend(self, request, uuid=None):
-        return self._act(JobKind.SUSPEND)
-
-    @extend_schema(request=None, responses={202: s.JobSerializer})
-    @action(detail=True, methods=["post"])
-    def unsuspend(self, request, uuid=None):
-        return self._act(JobKind.UNSUSPEND)
+    return schema(action(detail=True, methods=["post"], url_path=entry.slug)(route))
 
 
-class JobViewSet(ScopedReadOnlyViewSet):
+for _entry in ACTIONS:
+    if not _entry.api_delete:
+        setattr(ServerViewSet, _entry.kind, _action_route(_entry))
+
+
+class JobViewSet(IntegerLookupMixin, ScopedReadOnlyViewSet):
     queryset = Job.objects.select_related("server", "host", "requested_by")
     serializer_class = s.JobSerializer
     filterset_class = JobFilterSet
     ordering_fields = ["created_at", "status"]
 
+    def get_serializer_class(self):
+        return serializer_for(self.request, s.JobSerializer, s.ProviderJobSerializer)
+
     def get_object(self):
-        return get_object_or_404(self.filter_queryset(self.get_queryset()), pk=self.kwargs["pk"])
+        pk = self.checked_lookup()
+        return get_object_or_404(self.filter_queryset(self.get_queryset()), pk=pk)

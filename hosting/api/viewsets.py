@@ -6,7 +6,7 @@ from typing import Any
 
 from rest_framework import viewsets
 
-from ..access import Access
+from ..access import Access, caller_from_request
 from ..services import audit
 from .permissions import request_access
 
@@ -49,7 +49,7 @@ class AuditedModelMixin:
     def _audit(self, verb: str, instance, **details) -> None:
         audit.record(
             action=f"{instance._meta.model_name}.{verb}",
-            request=self.request,
+            caller=caller_from_request(self.request),
             target=instance,
             details=details,
         )

@@ -1,19 +1,24 @@
-"""The interface every hypervisor backend implements (libvirt today, LXC later)."""
+"""The interface every hypervisor backend implements (libvirt today, LXC next).
+
+A backend is one host, seen through one hypervisor kind. Every method is safe to call
+twice with the same arguments (a retried job repeats its steps), and raises only the
+exceptions of `hosting.backends.errors`.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
-from enum import StrEnum
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
 
+from .capabilities import Capability
+from .errors import NotSupported
+from .power import PowerState
+from .spec import GuestSpec, Progress
+from .stats import HostStats
 
-class PowerState(StrEnum):
-    RUNNING = "running"
-    STOPPED = "stopped"
-    PAUSED = "paused"
-    CRASHED = "crashed"
-    MISSING = "missing"
-    OTHER = "other"
+if TYPE_CHECKING:
+    from ..models import Host
 
 
 @dataclass(frozen=True)
@@ -26,60 +31,61 @@ class HostInfo:
     libvirt_version: str = ""
     networks: tuple[str, ...] = ()
     pools: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class DomainSpec:
-    """Everything needed to define a guest, built from the server and its plan."""
-
-    name: str
-    uuid: str
-    vcpus: int
-    memory_mib: int
-    disk_volume: str
-    mac_address: str
-    network: str
-    virt_type: str = "qemu"
-    memory_hard_limit: bool = False
-    # a read-only second disk (vdb) holding the NoCloud seed, labelled cidata
-    seed_volume: str | None = None
-    # the serial console is also written to this file in the disk's pool
-    console_log: str | None = None
-    metadata: dict[str, str] = field(default_factory=dict)
+    # the best virtualization the host offers: "kvm" (hardware), "qemu" (TCG, software
+    # emulation), or the backend's own word ("test" for libvirt's test driver)
+    virt_type: str = ""
 
 
 class Backend(ABC):
-    """One hypervisor host. Every method is safe to call twice with the same arguments."""
+    """One hypervisor host.
+
+    Class attributes, readable without connecting (see `hosting.backends.registry`):
+    `kind` (a `BackendKind` value) and `capabilities`. `capabilities_for(host)` refines
+    them for one host where the flavour depends on it.
+    """
+
+    kind: ClassVar[str] = ""
+    capabilities: frozenset[Capability] = frozenset()
+
+    @classmethod
+    @abstractmethod
+    def for_host(cls, host: Host) -> Backend:
+        """The backend of a Host record (its URI, pool, virtualization type, ...)."""
+
+    @classmethod
+    def capabilities_for(cls, host: Host) -> frozenset[Capability]:
+        return cls.capabilities
+
+    def supports(self, capability: Capability) -> bool:
+        return capability in self.capabilities
+
+    # --- the host -------------------------------------------------------------------
+    @abstractmethod
+    def host_info(self) -> HostInfo:
+        """Capacity, versions, networks, pools and virtualization type of the host."""
 
     @abstractmethod
-    def host_info(self) -> HostInfo: ...
-
-    @abstractmethod
-    def ensure_image(self, *, volume: str, size_bytes: int, source_path: str | None) -> None:
-        """Make the image's base volume exist in the host's pool."""
-
-    @abstractmethod
-    def create_disk(
-        self, *, volume: str, base_volume: str, size_gib: int, overlay: bool = True
-    ) -> str:
-        """Create the server's disk from the base volume, grown to size; return its path.
-
-        `overlay` makes a qcow2 overlay backed by the base; otherwise a full copy."""
-
-    @abstractmethod
-    def put_volume(self, *, volume: str, data: bytes) -> None:
-        """Write a small raw volume (a seed ISO) into the pool, replacing an old one."""
-
-    @abstractmethod
-    def console_log(self, name: str, *, max_bytes: int = 65536) -> str:
-        """The tail of a domain's serial console log ("" when it has none yet)."""
+    def stats(self) -> HostStats:
+        """Usage counters of every guest on the host, read in one call."""
 
     @abstractmethod
     def domain_states(self) -> dict[str, PowerState]:
-        """Every domain on the host with its state, in one call."""
+        """Every guest on the host with its state, in one call."""
+
+    # --- a guest's life -------------------------------------------------------------
+    @abstractmethod
+    def provision(self, spec: GuestSpec, *, progress: Progress | None = None) -> None:
+        """Create the guest and start it: image on the host, disk, seed, definition,
+        start. Returns once the guest was started (not once it has booted). Each step
+        skips what exists, so a repeated call finishes what a failed one began."""
 
     @abstractmethod
-    def define(self, spec: DomainSpec) -> None: ...
+    def deprovision(self, name: str) -> None:
+        """Stop the guest hard and remove it with everything provision made for it (disk,
+        seed, console log). What is already gone is fine."""
+
+    @abstractmethod
+    def state(self, name: str) -> PowerState: ...
 
     @abstractmethod
     def start(self, name: str) -> None: ...
@@ -95,14 +101,57 @@ class Backend(ABC):
     def reboot(self, name: str) -> None: ...
 
     @abstractmethod
-    def suspend(self, name: str) -> None: ...
+    def pause(self, name: str) -> None:
+        """Freeze the guest in memory (its CPUs stop). Not the provider's suspension of a
+        customer (JobKind.SUSPEND), which shuts the guest down."""
 
     @abstractmethod
-    def resume(self, name: str) -> None: ...
+    def resume(self, name: str) -> None:
+        """Thaw a paused guest."""
 
     @abstractmethod
-    def undefine(self, name: str, *, volumes: list[str]) -> None:
-        """Force off, remove the domain and delete its disks; absent parts are fine."""
+    def console_log(self, name: str, *, max_bytes: int = 65536) -> str:
+        """The tail of the guest's serial console log ("" when it has none yet)."""
 
-    @abstractmethod
-    def state(self, name: str) -> PowerState: ...
+    def set_bandwidth(self, name: str, kbps: int | None) -> None:
+        """Limit each direction of every network interface of the guest to `kbps`
+        kilobits per second (None: no limit), now and across restarts."""
+        raise NotSupported("This host's backend cannot limit bandwidth.")
+
+    # --- migration (the signatures of the migration issue; not built yet) -----------
+    def check_migration(self, name: str, target: Backend, *, live: bool = True) -> list[str]:
+        """Problems that would stop guest `name` moving from this host to `target`, for an
+        admin to read; [] when none was found. Never raises for a problem it can name.
+
+        The base checks what every backend shares (capabilities on both ends, the same
+        backend kind, two different hosts); a backend adds its own (the guest exists, the
+        target has its network and storage, compatible CPU)."""
+        needed = Capability.LIVE_MIGRATION if live else Capability.OFFLINE_MIGRATION
+        problems = []
+        if not self.supports(needed):
+            problems.append(f"The source host's backend cannot do {needed.label}.")
+        if not target.supports(needed):
+            problems.append(f"The target host's backend cannot do {needed.label}.")
+        if target.kind != self.kind:
+            problems.append(f"The target is a {target.kind} host, the source a {self.kind} one.")
+        return problems
+
+    def migrate(
+        self,
+        name: str,
+        target: Backend,
+        *,
+        live: bool = True,
+        bandwidth_mib_s: int | None = None,
+        downtime_ms: int | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        """Move guest `name` to `target`: running (`live`, a pause of at most
+        `downtime_ms` at the switch-over) or stopped, with disks that are not on shared
+        storage copied, at most `bandwidth_mib_s`. Reports progress; on return the guest
+        runs on the target (when it ran before) and is gone from this host. Safe to call
+        again after a failure: a guest already on the target is left there."""
+        needed = Capability.LIVE_MIGRATION if live else Capability.OFFLINE_MIGRATION
+        if not self.supports(needed):
+            raise NotSupported(f"This host's backend cannot do {needed.label}.")
+        raise NotSupported("Migration is not built yet.")

@@ -3,8 +3,28 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
 
-from .base import DomainSpec
+
+@dataclass(frozen=True)
+class DomainSpec:
+    """A libvirt domain, in libvirt's terms (volumes in the host's pool). The libvirt
+    backend makes it from the neutral GuestSpec."""
+
+    name: str
+    uuid: str
+    vcpus: int
+    memory_mib: int
+    disk_volume: str
+    mac_address: str
+    network: str
+    virt_type: str = "qemu"
+    disk_format: str = "qcow2"
+    memory_hard_limit: bool = False
+    # a read-only second disk (vdb) holding the NoCloud seed, labelled cidata
+    seed_volume: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
 
 PADDOCK_NS = "https://paddock.invalid/xmlns/libvirt/1"
 
@@ -16,9 +36,7 @@ def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) ->
     return el
 
 
-def domain_xml(
-    spec: DomainSpec, *, pool: str, disk_format: str = "qcow2", console_log_path: str = ""
-) -> str:
+def domain_xml(spec: DomainSpec, *, pool: str, console_log_path: str = "") -> str:
     dom = ET.Element("domain", type=spec.virt_type)
     _sub(dom, "name", spec.name)
     _sub(dom, "uuid", spec.uuid)
@@ -47,7 +65,7 @@ def domain_xml(
     _sub(dom, "on_crash", "destroy")
     devices = _sub(dom, "devices")
     disk = _sub(devices, "disk", type="volume", device="disk")
-    _sub(disk, "driver", name="qemu", type=disk_format, cache="none")
+    _sub(disk, "driver", name="qemu", type=spec.disk_format, cache="none")
     _sub(disk, "source", pool=pool, volume=spec.disk_volume)
     _sub(disk, "target", dev="vda", bus="virtio")
     if spec.seed_volume:

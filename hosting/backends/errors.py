@@ -27,3 +27,8 @@ class ImageNotAvailable(BackendError):
 
 class OperationTimeout(BackendError):
     transient = True
+
+
+class NotSupported(BackendError):
+    """The backend (or this host's flavour of it) cannot do what was asked; see its
+    `capabilities`. Not transient: asking again will not help."""

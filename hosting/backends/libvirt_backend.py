@@ -1,82 +1,61 @@
-"""The libvirt backend: works against `test:///default` and a real `qemu:///system`.
+"""The libvirt backend: KVM/QEMU hosts (`qemu:///system`, `qemu+ssh://`, `qemu+tls://`,
+`qemu+tcp://`) and libvirt's in-process `test:///default` driver.
 
-This module is the only one that imports libvirt. Connections are cached per process and
-URI (the test driver keeps its state inside the process that opened it).
+With libvirt_connections, libvirt_stats and domain_xml, the only code that imports
+libvirt. A GuestSpec becomes a domain with volumes in the host's storage pool: the
+image's base volume (uploaded once), the guest's disk `<name>-disk0.qcow2` (a qcow2
+overlay of the base or a full copy), the seed `<name>-seed.iso` (a NoCloud ISO on a
+read-only vdb) and the serial console log `<name>.console.log`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import threading
+import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import libvirt
 
-from .base import Backend, DomainSpec, HostInfo, PowerState
-from .domain_xml import dir_pool_xml, domain_xml, volume_xml
-from .errors import BackendError, DomainNotFound, HostUnreachable, ImageNotAvailable
+from ..choices import BackendKind
+from .base import Backend, HostInfo
+from .capabilities import Capability
+from .domain_xml import DomainSpec, dir_pool_xml, domain_xml, volume_xml
+from .errors import BackendError, ImageNotAvailable
+from .libvirt_connections import DEFAULT_CONNECT_TIMEOUT, connect, translated
+from .libvirt_stats import STATE_MAP, STATS_GROUPS, guest_stats
+from .nocloud import seed_iso
+from .power import PowerState
+from .registry import register_backend
+from .spec import GuestSpec, Progress, no_progress
+from .stats import HostStats
+
+if TYPE_CHECKING:
+    from ..models import Host
 
 log = logging.getLogger(__name__)
 
 GIB = 1024**3
 
-# libvirt prints every error to stderr by default; we raise ours instead.
-libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
-
-_connections: dict[str, libvirt.virConnect] = {}
-_lock = threading.Lock()
-
-_UNREACHABLE_CODES = {
-    libvirt.VIR_ERR_NO_CONNECT,
-    libvirt.VIR_ERR_INVALID_CONN,
-    libvirt.VIR_ERR_RPC,
-    libvirt.VIR_ERR_SYSTEM_ERROR,
-    libvirt.VIR_ERR_AUTH_FAILED,
-    libvirt.VIR_ERR_OPERATION_TIMEOUT,
-}
-_STATE_MAP = {
-    libvirt.VIR_DOMAIN_RUNNING: PowerState.RUNNING,
-    libvirt.VIR_DOMAIN_BLOCKED: PowerState.RUNNING,
-    libvirt.VIR_DOMAIN_PAUSED: PowerState.PAUSED,
-    libvirt.VIR_DOMAIN_PMSUSPENDED: PowerState.PAUSED,
-    libvirt.VIR_DOMAIN_SHUTDOWN: PowerState.RUNNING,
-    libvirt.VIR_DOMAIN_SHUTOFF: PowerState.STOPPED,
-    libvirt.VIR_DOMAIN_CRASHED: PowerState.CRASHED,
-}
+# QEMU through libvirt offers every capability; the test driver simulates guests that
+# never run code: no migration, no console output, no counters, no backups.
+QEMU_CAPABILITIES = frozenset(Capability)
+TEST_DRIVER_CAPABILITIES = frozenset({Capability.PAUSE, Capability.SNAPSHOTS})
 
 
-@contextlib.contextmanager
-def translated(what: str, uri: str) -> Iterator[None]:
-    """Turn libvirt errors into the project's exceptions, with a message for humans."""
-    try:
-        yield
-    except libvirt.libvirtError as exc:
-        code = exc.get_error_code()
-        text = exc.get_error_message() or str(exc)
-        if code == libvirt.VIR_ERR_NO_DOMAIN:
-            raise DomainNotFound(f"{what}: no such domain on {uri}.") from exc
-        if code in _UNREACHABLE_CODES:
-            raise HostUnreachable(f"{what}: cannot reach {uri}: {text}") from exc
-        raise BackendError(f"{what} failed on {uri}: {text}") from exc
+def interface_macs(xml: str) -> list[str]:
+    """The MAC addresses of a domain's network interfaces (libvirt names a device by it)."""
+    root = ET.fromstring(xml)
+    return [
+        mac.get("address", "")
+        for mac in root.findall("devices/interface/mac")
+        if mac.get("address")
+    ]
 
 
-def _connect(uri: str) -> libvirt.virConnect:
-    with _lock:
-        conn = _connections.get(uri)
-        if conn is not None:
-            try:
-                if conn.isAlive():
-                    return conn
-            except libvirt.libvirtError:
-                pass
-            _connections.pop(uri, None)
-        with translated("connect", uri):
-            conn = libvirt.open(uri)
-        _connections[uri] = conn
-        return conn
+def is_test_uri(uri: str) -> bool:
+    return uri.startswith("test:")
 
 
 def _version(number: int) -> str:
@@ -90,22 +69,54 @@ def _volume_format(vol: libvirt.virStorageVol) -> str:
     return fmt.get("type", "raw") if fmt is not None else "raw"
 
 
+@register_backend(BackendKind.LIBVIRT)
 class LibvirtBackend(Backend):
+    capabilities = QEMU_CAPABILITIES
+
     def __init__(
-        self, *, uri: str, pool: str, virt_type: str | None = None, pool_path: str | None = None
+        self,
+        *,
+        uri: str,
+        pool: str,
+        virt_type: str | None = None,
+        pool_path: str | None = None,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     ):
         self.uri = uri
         self.pool_name = pool
-        self.is_test_driver = uri.startswith("test:")
+        self.is_test_driver = is_test_uri(uri)
         if self.is_test_driver:
             self.virt_type = "test"
+            self.capabilities = TEST_DRIVER_CAPABILITIES
         else:
-            self.virt_type = virt_type or os.environ.get("PADDOCK_VIRT_TYPE", "qemu")
+            self.virt_type = virt_type or "qemu"
         self.pool_path = pool_path or f"/var/lib/paddock/{pool}"
+        self.connect_timeout = connect_timeout
+
+    @classmethod
+    def for_host(cls, host: Host) -> LibvirtBackend:
+        from django.conf import settings
+
+        from ..validators import libvirt_uri_problem
+
+        # checked on save too; here again so that nothing opens a URI saved some other way
+        if problem := libvirt_uri_problem(host.libvirt_uri):
+            raise BackendError(f"Refused libvirt URI of host {host.name}: {problem}")
+        return cls(
+            uri=host.libvirt_uri,
+            pool=host.storage_pool,
+            virt_type=settings.VIRT_TYPE or host.effective_virt_type,
+            pool_path=f"{settings.STORAGE_ROOT}/{host.storage_pool}",
+            connect_timeout=settings.CONNECT_TIMEOUT,
+        )
+
+    @classmethod
+    def capabilities_for(cls, host: Host) -> frozenset[Capability]:
+        return TEST_DRIVER_CAPABILITIES if is_test_uri(host.libvirt_uri) else cls.capabilities
 
     @property
     def conn(self) -> libvirt.virConnect:
-        return _connect(self.uri)
+        return connect(self.uri, timeout=self.connect_timeout)
 
     # --- host -----------------------------------------------------------------------
     def host_info(self) -> HostInfo:
@@ -124,6 +135,7 @@ class LibvirtBackend(Backend):
             pools = tuple(
                 sorted(self.conn.listStoragePools() + self.conn.listDefinedStoragePools())
             )
+            virt_type = self._best_virt_type(caps.findtext("host/cpu/arch") or "x86_64")
         return HostInfo(
             cpus=cpus,
             memory_mib=memory_mib,
@@ -133,6 +145,27 @@ class LibvirtBackend(Backend):
             libvirt_version=_version(lib_version),
             networks=networks,
             pools=pools,
+            virt_type=virt_type,
+        )
+
+    def _best_virt_type(self, arch: str) -> str:
+        """kvm where the host's domain capabilities offer it, qemu (TCG) otherwise."""
+        if self.is_test_driver:
+            return "test"
+        try:
+            self.conn.getDomainCapabilities(None, arch, None, "kvm", 0)
+        except libvirt.libvirtError as exc:
+            log.info("%s offers no KVM, guests use TCG: %s", self.uri, exc.get_error_message())
+            return "qemu"
+        return "kvm"
+
+    def stats(self) -> HostStats:
+        with translated("read guest statistics", self.uri):
+            records = self.conn.getAllDomainStats(STATS_GROUPS, 0)
+        timestamp = time.time()
+        return HostStats(
+            timestamp=timestamp,
+            guests={dom.name(): guest_stats(values) for dom, values in records},
         )
 
     # --- storage --------------------------------------------------------------------
@@ -164,7 +197,10 @@ class LibvirtBackend(Backend):
                 return None
             raise
 
-    def ensure_image(self, *, volume: str, size_bytes: int, source_path: str | None) -> None:
+    def ensure_image(
+        self, *, volume: str, size_bytes: int, source_path: str | None, fmt: str = "qcow2"
+    ) -> None:
+        """Make the image's base volume exist in the host's pool (uploaded once)."""
         with translated(f"import image {volume}", self.uri):
             pool = self._pool(create=True)
             assert pool is not None
@@ -174,7 +210,7 @@ class LibvirtBackend(Backend):
                 raise ImageNotAvailable(f"Image file {source_path} is missing from the store.")
             if source_path:
                 size_bytes = max(size_bytes, os.path.getsize(source_path))
-            vol = pool.createXML(volume_xml(name=volume, capacity_bytes=size_bytes), 0)
+            vol = pool.createXML(volume_xml(name=volume, capacity_bytes=size_bytes, fmt=fmt), 0)
             if source_path:
                 self._upload(vol, source_path)
 
@@ -189,6 +225,8 @@ class LibvirtBackend(Backend):
     def create_disk(
         self, *, volume: str, base_volume: str, size_gib: int, overlay: bool = True
     ) -> str:
+        """Create the guest's disk from the base volume, grown to size; return its path.
+        `overlay` makes a qcow2 overlay backed by the base; otherwise a full copy."""
         with translated(f"create disk {volume}", self.uri):
             pool = self._pool(create=True)
             assert pool is not None
@@ -217,6 +255,7 @@ class LibvirtBackend(Backend):
             return vol.path()
 
     def put_volume(self, *, volume: str, data: bytes) -> None:
+        """Write a small raw volume (a seed ISO) into the pool, replacing an old one."""
         with translated(f"write volume {volume}", self.uri):
             pool = self._pool(create=True)
             assert pool is not None
@@ -265,7 +304,62 @@ class LibvirtBackend(Backend):
     def _domain(self, name: str) -> libvirt.virDomain:
         return self.conn.lookupByName(name)
 
-    def define(self, spec: DomainSpec) -> None:
+    # --- provisioning -----------------------------------------------------------------
+    @staticmethod
+    def disk_volume(name: str) -> str:
+        return f"{name}-disk0.qcow2"
+
+    @staticmethod
+    def seed_volume(name: str) -> str:
+        return f"{name}-seed.iso"
+
+    def domain_spec(self, spec: GuestSpec) -> DomainSpec:
+        """The libvirt domain of a guest on this host."""
+        return DomainSpec(
+            name=spec.name,
+            uuid=spec.uuid,
+            vcpus=spec.vcpus,
+            memory_mib=spec.memory_mib,
+            disk_volume=self.disk_volume(spec.name),
+            seed_volume=self.seed_volume(spec.name) if spec.seed_files is not None else None,
+            mac_address=spec.mac_address,
+            network=spec.network,
+            virt_type="test" if self.is_test_driver else (spec.virt_type or self.virt_type),
+            memory_hard_limit=spec.memory_hard_limit,
+            metadata=dict(spec.metadata),
+        )
+
+    def provision(self, spec: GuestSpec, *, progress: Progress | None = None) -> None:
+        report = progress or no_progress
+        image = spec.image
+        report(10, f"Preparing image {image.volume}")
+        self.ensure_image(
+            volume=image.volume,
+            size_bytes=image.min_size_bytes,
+            source_path=image.source_path,
+            fmt=image.format,
+        )
+        how = "overlay" if spec.disk_overlay else "copy"
+        report(35, f"Creating {spec.disk_gib} GiB disk ({how})")
+        self.create_disk(
+            volume=self.disk_volume(spec.name),
+            base_volume=image.volume,
+            size_gib=spec.disk_gib,
+            overlay=spec.disk_overlay,
+        )
+        if spec.seed_files is not None:
+            report(50, "Writing the cloud-init seed")
+            self.put_volume(volume=self.seed_volume(spec.name), data=seed_iso(spec.seed_files))
+        report(60, "Defining the virtual machine")
+        self.define(spec)
+        report(80, "Booting")
+        self.start(spec.name)
+
+    def deprovision(self, name: str) -> None:
+        self.undefine(name, volumes=[self.disk_volume(name), self.seed_volume(name)])
+
+    def define(self, spec: GuestSpec) -> None:
+        """Define the guest's domain unless it exists."""
         with translated(f"define {spec.name}", self.uri):
             try:
                 self._domain(spec.name)
@@ -273,7 +367,7 @@ class LibvirtBackend(Backend):
             except libvirt.libvirtError as exc:
                 if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
                     raise
-            spec_for_host = DomainSpec(**{**spec.__dict__, "virt_type": self.virt_type})
+            spec_for_host = self.domain_spec(spec)
             log_path = ""
             if not self.is_test_driver:
                 pool = self._pool(create=True)
@@ -310,8 +404,8 @@ class LibvirtBackend(Backend):
                 raise BackendError(f"{name} is not running.")
             dom.reboot(0)
 
-    def suspend(self, name: str) -> None:
-        with translated(f"suspend {name}", self.uri):
+    def pause(self, name: str) -> None:
+        with translated(f"pause {name}", self.uri):
             dom = self._domain(name)
             if dom.state()[0] != libvirt.VIR_DOMAIN_PAUSED:
                 dom.suspend()
@@ -322,7 +416,23 @@ class LibvirtBackend(Backend):
             if dom.state()[0] == libvirt.VIR_DOMAIN_PAUSED:
                 dom.resume()
 
+    def set_bandwidth(self, name: str, kbps: int | None) -> None:
+        with translated(f"set the bandwidth of {name}", self.uri):
+            dom = self._domain(name)
+            # libvirt's QoS average is in kilobytes per second; 0 removes the limit
+            average = max(1, kbps // 8) if kbps else 0
+            params = {"inbound.average": average, "outbound.average": average}
+            # the running guest and its definition, one at a time (some drivers refuse both)
+            scopes = [libvirt.VIR_DOMAIN_AFFECT_CONFIG]
+            if dom.isActive():
+                scopes.insert(0, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+            for mac in interface_macs(dom.XMLDesc(0)):
+                for scope in scopes:
+                    dom.setInterfaceParameters(mac, params, scope)
+
     def undefine(self, name: str, *, volumes: list[str]) -> None:
+        """Force off, remove the domain and delete its volumes and console log; absent
+        parts are fine."""
         with translated(f"remove {name}", self.uri):
             try:
                 dom = self._domain(name)
@@ -354,11 +464,20 @@ class LibvirtBackend(Backend):
                 if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
                     return PowerState.MISSING
                 raise
-        return _STATE_MAP.get(code, PowerState.OTHER)
+        return STATE_MAP.get(code, PowerState.OTHER)
 
     def domain_states(self) -> dict[str, PowerState]:
         with translated("list domains", self.uri):
             return {
-                dom.name(): _STATE_MAP.get(dom.state()[0], PowerState.OTHER)
+                dom.name(): STATE_MAP.get(dom.state()[0], PowerState.OTHER)
                 for dom in self.conn.listAllDomains(0)
             }
+
+    # --- migration ------------------------------------------------------------------
+    def check_migration(self, name: str, target: Backend, *, live: bool = True) -> list[str]:
+        problems = super().check_migration(name, target, live=live)
+        if isinstance(target, LibvirtBackend) and target.uri == self.uri:
+            problems.append("The target is the guest's own host.")
+        if self.state(name) == PowerState.MISSING:
+            problems.append(f"There is no guest {name} on the source host.")
+        return problems

@@ -5,6 +5,7 @@ from .hosts import Host
 from .jobs import Job
 from .network import IPAddress, IPPool
 from .servers import Server
+from .stats import ServerStatsHour, ServerStatsMinute, TransferQuota
 from .tokens import APIToken
 
 __all__ = [
@@ -20,4 +21,7 @@ __all__ = [
     "Plan",
     "SSHKey",
     "Server",
+    "ServerStatsHour",
+    "ServerStatsMinute",
+    "TransferQuota",
 ]

@@ -5,17 +5,30 @@ from decimal import Decimal
 from django.core.validators import MinValueValidator
 from django.db import models
 
-from ..choices import ImageFormat, OSFamily, VirtKind
+from ..choices import ImageFormat, OSFamily, TransferPolicy, VirtKind
 from ..querysets import CatalogQuerySet
+from ..validators import validate_image_source, validate_name
 
 
 class Plan(models.Model):
-    name = models.CharField(max_length=100, unique=True)
+    name = models.CharField(max_length=100, unique=True, validators=[validate_name])
     kind = models.CharField(max_length=16, choices=VirtKind.choices, default=VirtKind.VM)
     vcpus = models.PositiveSmallIntegerField(validators=[MinValueValidator(1)])
     memory_mib = models.PositiveIntegerField(validators=[MinValueValidator(64)])
     disk_gib = models.PositiveIntegerField(validators=[MinValueValidator(1)])
     transfer_gib = models.PositiveIntegerField("monthly transfer (GiB)", default=1000)
+    transfer_policy = models.CharField(
+        max_length=16,
+        choices=TransferPolicy.choices,
+        default=TransferPolicy.THROTTLE,
+        help_text="What happens once a server has used its monthly transfer (in + out).",
+    )
+    throttle_kbps = models.PositiveIntegerField(
+        "throttled rate (kbit/s)",
+        default=1024,
+        validators=[MinValueValidator(8)],
+        help_text="Each direction of a throttled server's interfaces, until the next month.",
+    )
     snapshot_slots = models.PositiveSmallIntegerField(default=1)
     backup_slots = models.PositiveSmallIntegerField(default=1)
     monthly_price = models.DecimalField(
@@ -36,7 +49,7 @@ class Plan(models.Model):
 
 
 class Image(models.Model):
-    name = models.CharField(max_length=100, unique=True)
+    name = models.CharField(max_length=100, unique=True, validators=[validate_name])
     os_family = models.CharField(max_length=16, choices=OSFamily.choices, default=OSFamily.LINUX)
     os_version = models.CharField(max_length=50, blank=True, default="")
     kind = models.CharField(max_length=16, choices=VirtKind.choices, default=VirtKind.VM)
@@ -47,6 +60,7 @@ class Image(models.Model):
         "or empty for an image that exists only as a volume on the hosts.",
         blank=True,
         default="",
+        validators=[validate_image_source],
     )
     volume_name = models.CharField(
         max_length=200, unique=True, help_text="Name of the base volume in each host's pool."

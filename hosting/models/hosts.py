@@ -5,15 +5,23 @@ from decimal import Decimal
 from django.core.validators import MinValueValidator
 from django.db import models
 
-from ..choices import BackendKind, DiskMode, HostState, VirtKind
+from ..choices import BackendKind, DiskMode, HostState, VirtKind, VirtType
 from ..querysets import HostQuerySet
+from ..validators import validate_libvirt_uri
 
 
 class Host(models.Model):
     """A hypervisor host. Capacity fields are read from the hypervisor, not typed in."""
 
     name = models.CharField(max_length=100, unique=True)
-    libvirt_uri = models.CharField("libvirt URI", max_length=300, unique=True)
+    libvirt_uri = models.CharField(
+        "libvirt URI",
+        max_length=300,
+        unique=True,
+        validators=[validate_libvirt_uri],
+        help_text="qemu+ssh://, qemu+tls:// or qemu+tcp://HOST/system, qemu:///system or "
+        "test:///default; parameters that run programs or pick sockets are refused.",
+    )
     backend = models.CharField(
         max_length=16, choices=BackendKind.choices, default=BackendKind.LIBVIRT
     )
@@ -39,6 +47,19 @@ class Host(models.Model):
         choices=DiskMode.choices,
         default=DiskMode.OVERLAY,
         help_text="How server disks are made from the base image in this host's pool.",
+    )
+    virt_type = models.CharField(
+        "virtualization type",
+        max_length=8,
+        choices=VirtType.choices,
+        default=VirtType.AUTO,
+        help_text="Detected: what the host offers (read at onboarding); KVM or TCG: forced.",
+    )
+    detected_virt_type = models.CharField(
+        max_length=16,
+        blank=True,
+        default="",
+        help_text="The best virtualization the host offered when it was last read.",
     )
     cpu_model = models.CharField(max_length=100, blank=True, default="")
     hypervisor_version = models.CharField(max_length=50, blank=True, default="")
@@ -70,9 +91,19 @@ class Host(models.Model):
 
     class Meta:
         ordering = ["name"]
+        permissions = [("refresh_host", "Can refresh hosts from their hypervisor")]
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def effective_virt_type(self) -> str:
+        """kvm or qemu: the host's own choice, else what it offered, else TCG (safe)."""
+        if self.virt_type != VirtType.AUTO:
+            return self.virt_type
+        if self.detected_virt_type in (VirtType.KVM, VirtType.QEMU):
+            return self.detected_virt_type
+        return VirtType.QEMU
 
     @property
     def vcpu_capacity(self) -> int:

@@ -27,13 +27,27 @@ class Job(models.Model):
     host = models.ForeignKey(
         Host, on_delete=models.SET_NULL, related_name="jobs", null=True, blank=True
     )
+    # the second host a job touches: a migration's target (a backup's store comes later)
+    target_host = models.ForeignKey(
+        Host, on_delete=models.SET_NULL, related_name="target_jobs", null=True, blank=True
+    )
+    # what the job was asked (its runner's input) and what it produced (its output)
+    params = models.JSONField(default=dict, blank=True)
+    result = models.JSONField(default=dict, blank=True)
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
     )
     requested_via_token = models.ForeignKey(
         "hosting.APIToken", on_delete=models.SET_NULL, null=True, blank=True
     )
+    # workers lost while running this job (not retries after transient errors)
     attempts = models.PositiveSmallIntegerField(default=0)
+    # retries after a transient error (host unreachable), each after a backoff
+    retries = models.PositiveSmallIntegerField(default=0)
+    # the lease: raised by every claim; a worker writes only while it holds the current one
+    lease = models.PositiveIntegerField(default=0)
+    # a retry's earliest start: a queued job is not stale before this
+    run_after = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
+import re
 import uuid
 
-from django.core.validators import RegexValidator
+from django.core.exceptions import ValidationError
 from django.db import models
 
 from ..choices import ServerState
@@ -12,12 +13,23 @@ from .customers import Customer, SSHKey
 from .hosts import Host
 
 # RFC 1123 host name: labels of letters, digits and inner hyphens, 63 characters each.
-hostname_validator = RegexValidator(
-    regex=r"^(?=.{1,253}$)([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)"
-    r"(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$",
-    message="Use letters, digits and hyphens (no leading or trailing hyphen), "
-    "with dots between labels of at most 63 characters.",
+HOSTNAME_PATTERN = re.compile(
+    r"(?=.{1,253}\Z)([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)"
+    r"(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*"
 )
+
+
+def validate_hostname(value: str) -> None:
+    """The whole value must be a host name: a full match, so no trailing newline either."""
+    if not isinstance(value, str) or HOSTNAME_PATTERN.fullmatch(value) is None:
+        raise ValidationError(
+            "Use letters, digits and hyphens (no leading or trailing hyphen), "
+            "with dots between labels of at most 63 characters.",
+            code="invalid",
+        )
+
+
+hostname_validator = validate_hostname
 
 
 class Server(models.Model):
@@ -38,6 +50,11 @@ class Server(models.Model):
     mac_address = models.CharField(max_length=17, unique=True)
     ssh_keys = models.ManyToManyField(SSHKey, blank=True, related_name="servers")
     state_message = models.CharField(max_length=500, blank=True, default="")
+    # The provider's suspension (billing): a flag beside the power state, set and cleared
+    # only by the suspend and unsuspend services; a host outage or reconciliation changes
+    # the power state and never this.
+    suspended = models.BooleanField(default=False, db_index=True)
+    suspended_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
     terminated_at = models.DateTimeField(null=True, blank=True)
@@ -47,6 +64,12 @@ class Server(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["customer", "state"])]
+        # actions that are not plain CRUD (hosting.permissions maps actions to these)
+        permissions = [
+            ("power_server", "Can start, stop, reboot, pause and resume servers"),
+            ("suspend_server", "Can suspend and unsuspend servers"),
+            ("terminate_server", "Can terminate servers"),
+        ]
 
     def __str__(self) -> str:
         return self.hostname
@@ -55,3 +78,10 @@ class Server(models.Model):
         if not self.domain_name:
             self.domain_name = f"paddock-{self.uuid}"
         super().save(*args, **kwargs)
+
+    @property
+    def display_state(self) -> str:
+        """What a badge shows: the suspension first, then the power state."""
+        return (
+            "suspended" if self.suspended and self.state != ServerState.TERMINATED else self.state
+        )

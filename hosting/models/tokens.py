@@ -6,6 +6,7 @@ from django.utils import timezone
 
 from ..choices import TokenScope
 from ..querysets import RestrictedQuerySet
+from ..validators import validate_name
 
 
 class APIToken(models.Model):
@@ -25,7 +26,7 @@ class APIToken(models.Model):
         blank=True,
         help_text="The customer a customer- or read-scoped token acts for.",
     )
-    name = models.CharField(max_length=100, blank=True, default="")
+    name = models.CharField(max_length=100, blank=True, default="", validators=[validate_name])
     scope = models.CharField(max_length=16, choices=TokenScope.choices)
     prefix = models.CharField(max_length=16, unique=True, editable=False)
     digest = models.CharField(max_length=64, editable=False)

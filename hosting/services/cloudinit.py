@@ -3,30 +3,52 @@ packed as an ISO 9660 volume labelled `cidata` (built in Python with pycdlib).""
 
 from __future__ import annotations
 
-import io
 import ipaddress
 import json
+from typing import Any
 
-import pycdlib
+import yaml
 
+from ..backends.nocloud import seed_iso
 from ..models import Server
 
+__all__ = ["seed_files", "seed_iso"]
 
-def _yaml_list(items: list[str]) -> str:
-    # JSON strings are valid YAML scalars and escape whatever a key comment holds
-    return "".join(f"  - {json.dumps(item)}\n" for item in items)
+
+class _QuotingDumper(yaml.SafeDumper):
+    """Every string single-quoted: YAML 1.1 and 1.2 readers alike read `true`, `null`,
+    `0x1f` or `1e3` as the string it is, not as a boolean, null or number."""
+
+    def represent_str(self, data: str) -> yaml.ScalarNode:
+        return self.represent_scalar("tag:yaml.org,2002:str", data, style="'")
+
+
+_QuotingDumper.add_representer(str, _QuotingDumper.represent_str)
+
+
+def _yaml(data: dict[str, Any]) -> str:
+    """Block-style YAML from a library dumper, with nothing wrapped, so that each value
+    stays on one line for the guest's line-based reader (guest/flatten-yaml.awk)."""
+    return yaml.dump(
+        data,
+        Dumper=_QuotingDumper,
+        default_flow_style=False,
+        sort_keys=False,
+        width=1 << 30,
+        allow_unicode=False,
+    )
 
 
 def meta_data(server: Server) -> str:
-    return f"instance-id: {server.uuid}\nlocal-hostname: {server.hostname}\n"
+    return _yaml({"instance-id": str(server.uuid), "local-hostname": server.hostname})
 
 
 def user_data(server: Server) -> str:
+    data: dict[str, Any] = {"hostname": server.hostname}
     keys = [k.public_key for k in server.ssh_keys.all()]
-    text = f"#cloud-config\nhostname: {server.hostname}\n"
     if keys:
-        text += "ssh_authorized_keys:\n" + _yaml_list(keys)
-    return text
+        data["ssh_authorized_keys"] = keys
+    return "#cloud-config\n" + _yaml(data)
 
 
 def network_config(server: Server) -> str:
@@ -62,22 +84,3 @@ def seed_files(server: Server) -> dict[str, str]:
         "user-data": user_data(server),
         "network-config": network_config(server),
     }
-
-
-def seed_iso(files: dict[str, str]) -> bytes:
-    """An ISO 9660 image with Joliet and Rock Ridge names, volume label `cidata`."""
-    iso = pycdlib.PyCdlib()
-    iso.new(interchange_level=3, joliet=3, rock_ridge="1.09", vol_ident="cidata")
-    for index, (name, text) in enumerate(sorted(files.items())):
-        data = text.encode()
-        iso.add_fp(
-            io.BytesIO(data),
-            len(data),
-            f"/FILE{index};1",
-            rr_name=name,
-            joliet_path=f"/{name}",
-        )
-    out = io.BytesIO()
-    iso.write_fp(out)
-    iso.close()
-    return out.getvalue()

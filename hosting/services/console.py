@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from ..backends import BackendError, get_backend
 from ..models import Server
+from . import dispatch
 
 MAX_BYTES = 64 * 1024
 KEEP_SECONDS = 3600
@@ -44,10 +45,11 @@ def request_refresh(server: Server) -> bool:
         return False
     if not cache.add(f"{_key(server)}:pending", 1, timeout=settings.CONSOLE_REFRESH_SECONDS):
         return False
-    from workers.tasks import fetch_console
-
-    fetch_console.apply_async(
-        args=[server.pk], queue=server.host.queue, expires=settings.CONSOLE_REFRESH_SECONDS * 5
+    dispatch.send(
+        dispatch.FETCH_CONSOLE,
+        args=[server.pk],
+        queue=server.host.queue,
+        expires=settings.CONSOLE_REFRESH_SECONDS * 5,
     )
     return True
 

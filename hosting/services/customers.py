@@ -1,12 +1,11 @@
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from ..access import Caller
 from ..choices import MemberRole
 from ..models import Customer, Membership, SSHKey
 from . import audit
@@ -20,7 +19,7 @@ def create_customer(
     email: str,
     external_ref: str = "",
     owner: dict[str, str] | None = None,
-    request: Any = None,
+    caller: Caller,
 ) -> Customer:
     """Create a customer and, when `owner` is given, its first panel login (role owner)."""
     User = get_user_model()
@@ -43,7 +42,7 @@ def create_customer(
         Membership.objects.create(user=user, customer=customer, role=MemberRole.OWNER)
     audit.record(
         action="customer.create",
-        request=request,
+        caller=caller,
         target=customer,
         details={"owner": owner["username"] if owner else None},
     )
@@ -51,7 +50,7 @@ def create_customer(
 
 
 @transaction.atomic
-def add_ssh_key(*, customer: Customer, name: str, public_key: str, request: Any = None) -> SSHKey:
+def add_ssh_key(*, customer: Customer, name: str, public_key: str, caller: Caller) -> SSHKey:
     key = SSHKey(customer=customer, name=name, public_key=public_key)
     key.full_clean(exclude=["fingerprint"], validate_constraints=False)
     if SSHKey.objects.filter(customer=customer, fingerprint=key.fingerprint).exists():
@@ -59,11 +58,11 @@ def add_ssh_key(*, customer: Customer, name: str, public_key: str, request: Any 
     if SSHKey.objects.filter(customer=customer, name=name).exists():
         raise ValidationError({"name": ["A key with this name exists."]})
     key.save()
-    audit.record(action="sshkey.create", request=request, target=key)
+    audit.record(action="sshkey.create", caller=caller, target=key)
     return key
 
 
 @transaction.atomic
-def delete_ssh_key(*, key: SSHKey, request: Any = None) -> None:
-    audit.record(action="sshkey.delete", request=request, target=key)
+def delete_ssh_key(*, key: SSHKey, caller: Caller) -> None:
+    audit.record(action="sshkey.delete", caller=caller, target=key)
     key.delete()

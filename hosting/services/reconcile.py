@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 S = ServerState
 # servers whose state the hypervisor decides; the others are in the hands of a job
-WATCHED = [S.RUNNING, S.STOPPED, S.PAUSED, S.SUSPENDED, S.ERROR, S.UNKNOWN]
+WATCHED = [S.RUNNING, S.STOPPED, S.PAUSED, S.ERROR, S.UNKNOWN]
 OBSERVED: dict[PowerState, str] = {
     PowerState.RUNNING: S.RUNNING.value,
     PowerState.STOPPED: S.STOPPED.value,
@@ -63,12 +63,9 @@ def _change(server: Server, state: str, message: str, report_list: list, item) -
 
 
 def _expected(server: Server, observed: PowerState) -> str | None:
-    state = OBSERVED.get(observed)
-    if state is None:
-        return None
-    if server.state == S.SUSPENDED and state == S.STOPPED:
-        return S.SUSPENDED.value  # a suspended server is off on purpose
-    return state
+    """The power state to record. The provider's suspension (`Server.suspended`) is not a
+    power state: reconciliation never sets or lifts it."""
+    return OBSERVED.get(observed)
 
 
 def reconcile_host(*, host: Host) -> Report:

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable
-from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
-from ..choices import CustomerStatus, JobKind, ServerState
+from ..access import Caller
+from ..actions import IllegalAction, get_action, refusal, require_permitted
+from ..choices import CustomerStatus, JobKind, JobStatus, ServerState
 from ..models import Customer, Image, Job, Plan, Server, SSHKey
-from ..states import POWER_ACTIONS, require_action
+from ..permissions import caller_may
+from ..states import require_transition
 from . import audit, ipam
-from .errors import Conflict, ServiceError
+from .errors import Conflict, NotPermitted, ServiceError
 from .events import publish_server
 from .jobs import create_job
 from .placement import choose_host
@@ -43,11 +46,13 @@ def create_server(
     image: Image,
     hostname: str,
     ssh_keys: Iterable[SSHKey] = (),
-    requested_by: Any = None,
-    token: Any = None,
-    request: Any = None,
+    caller: Caller,
 ) -> tuple[Server, Job]:
     """Place, record and queue a new server. Nothing is left behind if any step fails."""
+    if not caller.access.can_write or not caller.access.allows_customer(customer.pk):
+        raise NotPermitted("You cannot order servers for this customer.")
+    if not caller_may(caller, JobKind.PROVISION):
+        raise NotPermitted("You may not create servers.")
     if customer.status != CustomerStatus.ACTIVE:
         raise Conflict(f"Customer {customer.name} is {customer.status}.")
     if not plan.is_active:
@@ -84,55 +89,68 @@ def create_server(
         if keys:
             server.ssh_keys.set(keys)
         ipam.assign_addresses(server=server)
-        job = create_job(
-            kind=JobKind.PROVISION, server=server, requested_by=requested_by, token=token
-        )
+        job = create_job(kind=JobKind.PROVISION, server=server, caller=caller)
         audit.record(
             action="server.create",
-            request=request,
-            actor=requested_by,
-            token=token,
+            caller=caller,
             target=server,
             details={"plan": plan.name, "image": image.name, "host": host.name, "job": job.pk},
         )
     return server, job
 
 
-def request_action(
-    *,
-    server: Server,
-    action: str,
-    requested_by: Any = None,
-    token: Any = None,
-    request: Any = None,
-) -> Job:
-    """Accept a power action or termination for a worker to carry out."""
-    if action not in (*POWER_ACTIONS, JobKind.TERMINATE):
-        raise ServiceError(f"Unknown action {action!r}.")
+def request_action(*, server: Server, action: str, caller: Caller) -> Job:
+    """Accept an action from the registry (hosting/actions.py) for a worker to carry out,
+    if the server's state and the caller allow it."""
+    entry = get_action(action)
+    access = caller.access
+    if not access.can_write or not access.allows_customer(server.customer_id):
+        raise NotPermitted(f"You cannot {entry.verb} this server.")
+    require_permitted(entry, provider=caller.is_provider)
+    if not caller_may(caller, entry.kind):  # the Django permission of a provider's action
+        raise NotPermitted(f"You may not {entry.verb} servers.")
     with transaction.atomic():
         locked = lock_server(server.pk)
-        require_action(locked.state, action)
+        reason = refusal(
+            entry,
+            state=locked.state,
+            suspended=locked.suspended,
+            provider=caller.is_provider,
+            capabilities=_capabilities(locked),
+        )
+        if reason:
+            raise IllegalAction(reason)
         if action == JobKind.TERMINATE:
             # terminate wins over whatever was queued: cancel it so the slot is free
             _cancel_queued_jobs(locked)
             locked.state = ServerState.TERMINATING
             locked.save(update_fields=["state", "updated_at"])
             publish_server(locked)
-        job = create_job(kind=action, server=locked, requested_by=requested_by, token=token)
+        elif action in (JobKind.SUSPEND, JobKind.UNSUSPEND):
+            # the flag changes now, whatever the host says: the customer is locked out (or
+            # let back in) at once; the job then shuts the guest down (or starts it)
+            locked.suspended = action == JobKind.SUSPEND
+            locked.suspended_at = timezone.now() if locked.suspended else None
+            locked.save(update_fields=["suspended", "suspended_at", "updated_at"])
+            publish_server(locked)
+        job = create_job(kind=action, server=locked, caller=caller)
         audit.record(
-            action=f"server.{action}",
-            request=request,
-            actor=requested_by,
-            token=token,
-            target=locked,
-            details={"job": job.pk},
+            action=f"server.{action}", caller=caller, target=locked, details={"job": job.pk}
         )
     server.refresh_from_db()
     return job
 
 
+def _capabilities(server: Server) -> frozenset[str] | None:
+    """The capabilities of the server's backend, when the backend says them."""
+    if server.host is None:
+        return None
+    from ..backends import capabilities_of
+
+    return capabilities_of(server.host)
+
+
 def _cancel_queued_jobs(server: Server) -> None:
-    from ..choices import JobStatus
     from .jobs import finish
 
     for job in Job.objects.select_for_update().filter(server=server, status=JobStatus.QUEUED):
@@ -143,8 +161,6 @@ def _cancel_queued_jobs(server: Server) -> None:
 
 def set_state(server: Server, state: str, message: str = "") -> None:
     """Record a state change decided by a worker; checks the state machine."""
-    from ..states import require_transition
-
     require_transition(server.state, state)
     server.state = state
     server.state_message = message[:500]

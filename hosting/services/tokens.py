@@ -4,26 +4,43 @@ import hashlib
 import hmac
 import secrets
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 from django.db import transaction
 from django.utils import timezone
 
+from ..access import Caller
 from ..choices import TokenScope
 from ..models import APIToken, Customer
 from . import audit
 from .errors import ServiceError
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 
 def _digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def find_token(key: str) -> APIToken | None:
+def digest_of(key: str) -> str:
+    """The stored form of a key (its SHA-256 digest)."""
+    return _digest(key)
+
+
+def key_prefix(key: str) -> str | None:
+    """The prefix that finds a key's row, or None when `key` is not shaped like a key."""
     parts = key.split("_", 2)
-    if len(parts) != 3 or parts[0] != "pdk":
+    if len(parts) != 3 or parts[0] != "pdk" or not parts[1]:
         return None
-    token = APIToken.objects.select_related("user").filter(prefix=parts[1]).first()
+    return parts[1]
+
+
+def find_token(key: str) -> APIToken | None:
+    prefix = key_prefix(key)
+    if prefix is None:
+        return None
+    token = APIToken.objects.select_related("user").filter(prefix=prefix).first()
     if token is None or not hmac.compare_digest(token.digest, _digest(key)):
         return None
     return token
@@ -32,16 +49,25 @@ def find_token(key: str) -> APIToken | None:
 @transaction.atomic
 def issue_token(
     *,
-    user,
+    user: User,
     scope: str,
     customer: Customer | None = None,
     name: str = "",
     expires_at: datetime | None = None,
-    request: Any = None,
+    caller: Caller | None = None,
 ) -> tuple[APIToken, str]:
-    """Create a token and return it with its key; the key is not stored and not shown again."""
+    """Create a token for `user` and return it with its key; the key is not stored and not
+    shown again. `caller` is who asked (the user itself, or staff in the admin)."""
     if scope not in TokenScope.values:
         raise ServiceError(f"Unknown scope {scope!r}.", field="scope")
+    if (
+        caller is not None
+        and not caller.is_system
+        and caller.user != user
+        and not (caller.user is not None and caller.user.is_superuser)
+    ):
+        # a token acts with its holder's rights: only a superuser may hand out another's
+        raise ServiceError("Only a superuser can issue tokens for another user.", field="user")
     if scope == TokenScope.BILLING and not user.is_staff:
         raise ServiceError("Only staff users can hold billing tokens.", field="scope")
     if customer is None and not user.is_staff:
@@ -72,8 +98,7 @@ def issue_token(
     )
     audit.record(
         action="token.create",
-        request=request,
-        actor=user,
+        caller=caller or Caller(user=user),
         target=token,
         customer=token.customer_id,
         details={"scope": scope, "name": name},
@@ -82,10 +107,8 @@ def issue_token(
 
 
 @transaction.atomic
-def revoke_token(*, token: APIToken, request: Any = None) -> None:
+def revoke_token(*, token: APIToken, caller: Caller) -> None:
     if token.revoked_at is None:
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at"])
-        audit.record(
-            action="token.revoke", request=request, target=token, customer=token.customer_id
-        )
+        audit.record(action="token.revoke", caller=caller, target=token, customer=token.customer_id)

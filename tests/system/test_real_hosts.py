@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import re
 import subprocess
+import threading
 import time
 
 import pytest
+from django.core.management import call_command
 
-from hosting.choices import HostState, ServerState
+from hosting.backends import PowerState, get_backend
+from hosting.choices import HostState, ServerState, VirtType
 from hosting.models import Host, IPAddress, Server
 from hosting.services.reconcile import reconcile_host
 from testbed.layout import TestbedHost
 
-from ..factories import SSHKeyFactory
+from ..factories import TEST_QUEUE, SSHKeyFactory
 
 pytestmark = [pytest.mark.system, pytest.mark.django_db(transaction=True)]
 
@@ -114,11 +117,38 @@ def test_guests_on_two_hosts(
         else:
             assert "ssh_authorized_keys=" not in text
         assert server.domain_name in virsh(server.host, "list", "--name")
+        # each host read its virtualization type at onboarding; the testbed forces TCG
+        assert server.host.detected_virt_type in (VirtType.KVM, VirtType.QEMU)
+        assert server.host.virt_type == VirtType.QEMU
+        assert "<domain type='qemu'" in virsh(server.host, "dumpxml", server.domain_name)
 
     alpha = servers["alpha"]
     uuid = str(alpha.uuid)
-    # the disk persists: stop and start, and the heartbeat continues where it was
     text = wait_console(billing_client, uuid, r"paddock-guest heartbeat=10\b")
+
+    # one stats call per host: the guest's CPU time, disk and network counters (after a
+    # few packets sent to it from its host: ARP and a TCP connect it answers)
+    address = alpha.addresses.get().address
+    netns = TestbedHost(int(alpha.host.name.removeprefix("tb-hv"))).netns
+    poke = (
+        "import socket\n"
+        f"try: socket.create_connection(({address!r}, 22), timeout=5)\n"
+        "except OSError: pass"
+    )
+    subprocess.run(["ip", "netns", "exec", netns, "python3", "-c", poke], check=True)
+    sample = get_backend(alpha.host).stats()
+    guest = sample.guests[alpha.domain_name]
+    assert guest.state == PowerState.RUNNING
+    assert guest.cpu_time_ns and guest.cpu_time_ns > 0
+    assert guest.vcpus == 1
+    assert guest.memory_current_bytes == 192 * 1024**2
+    vda = next(d for d in guest.disks if d.name == "vda")
+    assert vda.rd_bytes and vda.wr_bytes and vda.rd_reqs and vda.wr_reqs, vda  # heartbeats
+    assert len(guest.nics) == 1
+    nic = guest.nics[0]
+    assert nic.rx_bytes and nic.tx_bytes and nic.rx_packets and nic.tx_packets, nic
+
+    # the disk persists: stop and start, and the heartbeat continues where it was
     act(billing_client, uuid, "stop")
     alpha.refresh_from_db()
     assert alpha.state == ServerState.STOPPED
@@ -188,10 +218,34 @@ def test_host_whose_libvirtd_dies_goes_offline(testbed):
         assert host.state == HostState.OFFLINE
         assert "cannot reach" in host.last_error
     finally:
-        from django.core.management import call_command
-
-        from ..factories import TEST_QUEUE
-
         call_command("testbed", "up", "--hosts", "2", "--queue", TEST_QUEUE)
+    host.refresh_from_db()
+    assert host.state == HostState.ONLINE
+
+
+def test_host_that_stops_answering_goes_offline(testbed):
+    """Keepalive: a host that vanishes mid-connection (no RST, no FIN: its packets are
+    dropped) is found out by libvirt's pings, not by a TCP timeout of many minutes."""
+    host = Host.objects.get(name="tb-hv2")
+    assert reconcile_host(host=host).reachable  # a connection is open (and cached)
+    netns = TestbedHost(2).netns
+    drop = "add rule inet paddock_testbed input iifname eth0 drop"
+    subprocess.run(["ip", "netns", "exec", netns, "nft", drop], check=True)
+    try:
+        done: dict = {}
+        call = threading.Thread(
+            target=lambda: done.update(report=reconcile_host(host=host)), daemon=True
+        )
+        call.start()
+        call.join(180)  # a bound against a hang, not a measure of speed
+        assert not call.is_alive(), "a call on a silent host hangs"
+        host.refresh_from_db()
+        assert not done["report"].reachable
+        assert host.state == HostState.OFFLINE
+        assert "cannot reach" in host.last_error
+    finally:
+        call_command("testbed", "up", "--hosts", "2", "--queue", TEST_QUEUE)  # new firewall
+    # the host answers again: a new connection, and the host is back
+    assert reconcile_host(host=host).reachable
     host.refresh_from_db()
     assert host.state == HostState.ONLINE

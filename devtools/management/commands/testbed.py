@@ -5,9 +5,11 @@ import os
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from hosting.access import Caller
 from hosting.backends import BackendError
+from hosting.choices import VirtType
 from hosting.models import Host, IPPool, Server
-from hosting.services.hosts import refresh_host
+from hosting.services.hosts import onboard_host
 from testbed import layout
 from testbed.hosts import TestbedError, down_all, libvirtd_alive, up_host
 from testbed.layout import TestbedHost
@@ -51,18 +53,19 @@ class Command(BaseCommand):
                 up_host(tb)
             except (TestbedError, OSError) as exc:
                 raise CommandError(str(exc)) from exc
-            host, _ = Host.objects.update_or_create(
-                name=tb.name,
-                defaults={
-                    "libvirt_uri": tb.uri,
-                    "storage_pool": layout.HOST_POOL,
-                    "network": layout.GUEST_NETWORK,
-                    "queue": queue,
-                    "zone": "testbed",
-                },
-            )
             try:
-                host = refresh_host(host=host)
+                host, _ = onboard_host(
+                    caller=Caller.system(),
+                    name=tb.name,
+                    read_now=True,
+                    libvirt_uri=tb.uri,
+                    storage_pool=layout.HOST_POOL,
+                    network=layout.GUEST_NETWORK,
+                    queue=queue,
+                    zone="testbed",
+                    # guests hang under the nested KVM of the machines this runs on
+                    virt_type=VirtType.QEMU,
+                )
             except BackendError as exc:
                 raise CommandError(f"{tb.name}: {exc.message}") from exc
             self.stdout.write(

@@ -1,7 +1,9 @@
 """`manage.py seed_demo`: an idempotent demo: admin, customer, plans, images, pools, hosts.
 
-Run it as often as you like: every row is found by its natural key and brought back to
-the demo values (update_or_create), passwords included, so the printed credentials work.
+Run it as often as you like: it makes what is missing and never collides with, nor
+overwrites, what an admin changed since (devtools/seeding.py: a plan's price, a plan or
+image deactivated, an image renamed, a row deleted); it says what it left alone. The demo
+logins are the exception: their passwords are set again, so the printed credentials work.
 
 The demo has two modes, chosen on every run (testbed/local.py decides, and says why):
 
@@ -33,16 +35,21 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from devtools.seeding import Seeder
+from hosting.access import Caller
 from hosting.backends import BackendError
 from hosting.choices import HostState, MemberRole, OSFamily, VirtKind
+from hosting.demo_passwords import DEMO_ADMIN_PASSWORD, DEMO_PASSWORD
 from hosting.models import Customer, Host, Image, IPPool, Membership, Plan
-from hosting.services.hosts import refresh_host, request_refresh
+from hosting.services.hosts import onboard_host, request_refresh
 from hosting.services.reconcile import reconcile_host
 from testbed import local as local_hypervisor
 from testbed.local import Mode
 
-DEFAULT_ADMIN_PASSWORD = "paddock-admin"
-DEFAULT_DEMO_PASSWORD = "paddock-demo"
+DEFAULT_ADMIN_PASSWORD = DEMO_ADMIN_PASSWORD
+DEFAULT_DEMO_PASSWORD = DEMO_PASSWORD
+# the admin's and the customer's logins, in the order of demo_passwords()
+DEMO_USERNAMES = ("admin", "demo")
 
 PLANS = [
     # name, vCPUs, memory MiB, disk GiB, transfer GiB, snapshots, backups, price
@@ -71,6 +78,20 @@ TINY_IMAGE_FILE = "paddock-tiny.qcow2"
 TINY_IMAGE_NAME = "Paddock tiny"
 LOCAL_POOL = "local-ipv4"
 LOCAL_ZONE = "local"
+TINY_IMAGE_KEY = "image:paddock-tiny"
+
+
+def image_key(volume: str) -> str:
+    return f"image:{volume}"
+
+
+def demo_passwords() -> tuple[str, str]:
+    """The admin's and the customer's passwords: DEMO_ADMIN_PASSWORD and DEMO_PASSWORD
+    (environment or .env), by default the ones the README publishes."""
+    return (
+        os.environ.get("DEMO_ADMIN_PASSWORD") or DEFAULT_ADMIN_PASSWORD,
+        os.environ.get("DEMO_PASSWORD") or DEFAULT_DEMO_PASSWORD,
+    )
 
 
 def demo_mode() -> Mode:
@@ -101,7 +122,7 @@ def content_digest(path: Path) -> str:
     return digest.hexdigest()[:12]
 
 
-def broker_reachable(timeout: float = 3.0) -> bool:
+def broker_reachable(timeout: int = 3) -> bool:
     from config.celery import app
 
     try:
@@ -128,8 +149,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, url: str, no_refresh: bool, **options) -> None:
-        admin_password = os.environ.get("DEMO_ADMIN_PASSWORD") or DEFAULT_ADMIN_PASSWORD
-        demo_password = os.environ.get("DEMO_PASSWORD") or DEFAULT_DEMO_PASSWORD
+        admin_password, demo_password = demo_passwords()
+        self.seeder = Seeder()
         mode = demo_mode()
         image_file = None
         if mode.real:
@@ -142,11 +163,14 @@ class Command(BaseCommand):
         with transaction.atomic():
             admin = self.user("admin", "admin@example.com", admin_password, staff=True)
             customer = self.customer(demo_password)
-            self.catalogue()
-            self.pools()
-            host, _ = Host.objects.update_or_create(
-                name=HOST_NAME,
-                defaults={
+            self.catalogue(offered=not mode.real)
+            self.pools(offered=not mode.real)
+            host = self.seeder.ensure(
+                f"host:{HOST_NAME}",
+                Host,
+                lookup={"name": HOST_NAME},
+                values={
+                    "name": HOST_NAME,
                     "libvirt_uri": HOST_URI,
                     "kind": VirtKind.VM,
                     "storage_pool": "default-pool",
@@ -154,24 +178,25 @@ class Command(BaseCommand):
                     "queue": "paddock",
                     "zone": "",
                 },
-                create_defaults={
-                    "libvirt_uri": HOST_URI,
-                    "kind": VirtKind.VM,
-                    "storage_pool": "default-pool",
-                    "network": "default",
-                    "queue": "paddock",
-                    "state": HostState.ONLINE,
-                },
+                create_only={"state": HostState.ONLINE},
             )
         if image_file is not None:
             mode = self.local_host(image_file)
-        self.apply(mode)
+        with transaction.atomic():
+            self.apply(mode)
         hosts = ", ".join(f"{h.name} ({h.libvirt_uri}, {h.state})" for h in Host.objects.all())
+        who = f"customer {customer.name!r} (id {customer.pk})" if customer else "no customer"
         self.stdout.write(
-            f"Demo data ready: customer {customer.name!r} (id {customer.pk}), "
+            f"Demo data ready: {who}, "
             f"{Plan.objects.active().count()} plans, {Image.objects.active().count()} images, "
             f"{IPPool.objects.filter(is_active=True).count()} IP pools; hosts: {hosts}."
         )
+        if self.seeder.notes:
+            self.stdout.write(
+                self.style.WARNING("The seed left alone what was changed after it ran:")
+            )
+            for line in self.seeder.notes:
+                self.stdout.write(f"  - {line}")
         if mode.real:
             self.stdout.write(
                 self.style.SUCCESS(f"Demo mode: {mode.describe()}.")
@@ -184,7 +209,8 @@ class Command(BaseCommand):
                 self.style.WARNING(f"Demo mode: {mode.describe()}.")
                 + f" Servers on {HOST_NAME} exist only inside the worker process."
             )
-            self.refresh(host, admin, skip=no_refresh)
+            if host is not None:
+                self.refresh(host, admin, skip=no_refresh)
         self.stdout.write(
             self.style.SUCCESS(
                 "\n"
@@ -202,9 +228,12 @@ class Command(BaseCommand):
         volume = f"paddock-tiny-{content_digest(image_file)}.qcow2"
         subnet = local_hypervisor.guest_subnet()
         with transaction.atomic():
-            Image.objects.update_or_create(
-                name=TINY_IMAGE_NAME,
-                defaults={
+            self.seeder.ensure(
+                TINY_IMAGE_KEY,
+                Image,
+                lookup={"name": TINY_IMAGE_NAME},
+                values={
+                    "name": TINY_IMAGE_NAME,
                     "os_family": OSFamily.LINUX,
                     "os_version": "tiny",
                     "kind": VirtKind.VM,
@@ -213,32 +242,47 @@ class Command(BaseCommand):
                     "min_disk_gib": 1,
                     "cloud_init": True,
                 },
+                create_only={"is_active": True},
             )
-            pool, _ = IPPool.objects.get_or_create(
-                name=LOCAL_POOL, defaults={"network": str(subnet)}
+            self.seeder.ensure(
+                f"ippool:{LOCAL_POOL}",
+                IPPool,
+                lookup={"name": LOCAL_POOL},
+                values={
+                    "name": LOCAL_POOL,
+                    "network": str(subnet),
+                    "gateway": str(subnet.network_address + 1),
+                    "range_start": str(subnet.network_address + 10),
+                    "range_end": None,
+                    "dns_servers": "",  # nothing answers DNS on the guest bridge
+                    "zone": LOCAL_ZONE,
+                },
+                create_only={"is_active": True},
             )
-            pool.network = str(subnet)
-            pool.gateway = str(subnet.network_address + 1)
-            pool.range_start = str(subnet.network_address + 10)
-            pool.range_end = None
-            pool.dns_servers = ""  # nothing answers DNS on the guest bridge
-            pool.zone = LOCAL_ZONE
-            pool.full_clean()
-            pool.save()
-            host, _ = Host.objects.update_or_create(
-                name=local_hypervisor.HOST_NAME,
-                defaults={
+            host = self.seeder.ensure(
+                f"host:{local_hypervisor.HOST_NAME}",
+                Host,
+                lookup={"name": local_hypervisor.HOST_NAME},
+                values={
+                    "name": local_hypervisor.HOST_NAME,
                     "libvirt_uri": local_hypervisor.URI,
                     "kind": VirtKind.VM,
                     "storage_pool": local_hypervisor.POOL,
                     "network": local_hypervisor.NETWORK,
+                    "virt_type": local_hypervisor.virt_type(),
                     "queue": "paddock",
                     "zone": LOCAL_ZONE,
-                    "state": HostState.ONLINE,
                 },
+                create_only={"state": HostState.ONLINE},
             )
+        if host is None or host.libvirt_uri != local_hypervisor.URI:
+            reason = f"the seed could not register the host {local_hypervisor.HOST_NAME!r}"
+            return Mode(real=False, reason=reason)
         try:
-            host = refresh_host(host=host)
+            # the one onboarding service reads it (and audits); only the state is the seed's
+            host, _ = onboard_host(
+                caller=Caller.system(), name=host.name, read_now=True, state=HostState.ONLINE
+            )
             # the servers of an earlier run (stopped, or unknown while the host was away)
             # take the hypervisor's word at once, not at the next periodic reconciliation
             reconcile_host(host=host)
@@ -253,19 +297,33 @@ class Command(BaseCommand):
         return Mode(real=True)
 
     def apply(self, mode: Mode) -> None:
-        """Put the mode's host online and the other one into maintenance; offer only the
-        images and pools that work in this mode."""
+        """Put the mode's host online and the other one into maintenance (a host's state is
+        the demo's switch, whatever it was); offer only the images and pools that work in
+        this mode, unless an admin (de)activated them."""
         real = mode.real
         on, off = HostState.ONLINE, HostState.MAINTENANCE
-        Host.objects.filter(name=HOST_NAME).update(state=off if real else on)
+        self.set_host_state(f"host:{HOST_NAME}", off if real else on)
         if not real:
-            Host.objects.filter(name=local_hypervisor.HOST_NAME).update(state=off)
-        Image.objects.filter(volume_name__in=[i[2] for i in IMAGES]).update(is_active=not real)
-        Image.objects.filter(name=TINY_IMAGE_NAME).update(is_active=real)
-        IPPool.objects.filter(name__in=[p[0] for p in POOLS]).update(is_active=not real)
-        IPPool.objects.filter(name=LOCAL_POOL).update(is_active=real)
+            self.set_host_state(f"host:{local_hypervisor.HOST_NAME}", off)
+        offered: list[tuple[str, type[Image] | type[IPPool], dict, bool]] = [
+            (image_key(volume), Image, {"volume_name": volume}, not real)
+            for _, _, volume, _ in IMAGES
+        ]
+        offered.append((TINY_IMAGE_KEY, Image, {"name": TINY_IMAGE_NAME}, real))
+        offered += [(f"ippool:{p[0]}", IPPool, {"name": p[0]}, not real) for p in POOLS]
+        offered.append((f"ippool:{LOCAL_POOL}", IPPool, {"name": LOCAL_POOL}, real))
+        for key, model, lookup, active in offered:
+            self.seeder.ensure(
+                key, model, lookup=lookup, values={"is_active": active}, create=False
+            )
+
+    def set_host_state(self, key: str, state: str) -> None:
+        host = self.seeder.seeded(key, Host)
+        if host is not None:
+            Host.objects.filter(pk=host.pk).update(state=state)
 
     def user(self, username: str, email: str, password: str, *, staff: bool = False):
+        """The demo logins are the seed's own: brought back so the printed credentials work."""
         User = get_user_model()
         user, _ = User.objects.update_or_create(
             username=username,
@@ -281,22 +339,31 @@ class Command(BaseCommand):
             user.save(update_fields=["password"])
         return user
 
-    def customer(self, password: str) -> Customer:
-        customer, _ = Customer.objects.update_or_create(
-            external_ref="demo",
-            defaults={"name": "Demo Customer", "email": "demo@example.com"},
+    def customer(self, password: str) -> Customer | None:
+        customer = self.seeder.ensure(
+            "customer:demo",
+            Customer,
+            lookup={"external_ref": "demo"},
+            values={"name": "Demo Customer", "email": "demo@example.com", "external_ref": "demo"},
         )
         user = self.user("demo", "demo@example.com", password)
-        Membership.objects.update_or_create(
-            user=user, customer=customer, defaults={"role": MemberRole.OWNER}
-        )
+        if customer is not None:
+            self.seeder.ensure(
+                "membership:demo",
+                Membership,
+                lookup={"user_id": user.pk, "customer_id": customer.pk},
+                values={"user_id": user.pk, "customer_id": customer.pk, "role": MemberRole.OWNER},
+            )
         return customer
 
-    def catalogue(self) -> None:
+    def catalogue(self, *, offered: bool) -> None:
         for name, vcpus, memory, disk, transfer, snaps, backups, price in PLANS:
-            Plan.objects.update_or_create(
-                name=name,
-                defaults={
+            self.seeder.ensure(
+                f"plan:{name}",
+                Plan,
+                lookup={"name": name},
+                values={
+                    "name": name,
                     "kind": VirtKind.VM,
                     "vcpus": vcpus,
                     "memory_mib": memory,
@@ -309,29 +376,32 @@ class Command(BaseCommand):
                 },
             )
         for name, version, volume, min_disk in IMAGES:
-            Image.objects.update_or_create(
-                volume_name=volume,
-                defaults={
+            self.seeder.ensure(
+                image_key(volume),
+                Image,
+                lookup={"volume_name": volume},
+                values={
                     "name": name,
                     "os_family": OSFamily.LINUX,
                     "os_version": version,
                     "kind": VirtKind.VM,
                     "source": "",
+                    "volume_name": volume,
                     "min_disk_gib": min_disk,
                     "cloud_init": True,
-                    "is_active": True,
                 },
+                create_only={"is_active": offered},
             )
 
-    def pools(self) -> None:
+    def pools(self, *, offered: bool) -> None:
         for name, network, gateway, dns in POOLS:
-            pool, _ = IPPool.objects.get_or_create(name=name, defaults={"network": network})
-            pool.network = network
-            pool.gateway = gateway
-            pool.dns_servers = dns
-            pool.is_active = True
-            pool.full_clean()
-            pool.save()
+            self.seeder.ensure(
+                f"ippool:{name}",
+                IPPool,
+                lookup={"name": name},
+                values={"name": name, "network": network, "gateway": gateway, "dns_servers": dns},
+                create_only={"is_active": offered},
+            )
 
     def refresh(self, host: Host, admin, *, skip: bool) -> None:
         if skip:
@@ -345,7 +415,7 @@ class Command(BaseCommand):
                 )
             )
             return
-        job = request_refresh(host=host, requested_by=admin)
+        job = request_refresh(host=host, caller=Caller(user=admin))
         self.stdout.write(
             f"Queued job #{job.pk} to read {host.name}'s capacity; the worker on queue "
             f"{host.queue!r} runs it (the test driver's state lives in that process)."

@@ -3,7 +3,7 @@ import os
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from workers.embedded_redis import command, is_listening
+from devtools.embedded_redis import command, is_listening
 
 
 class Command(BaseCommand):
