@@ -1,4 +1,6 @@
 // Paddock's own browser code: live server pages over a WebSocket, small helpers.
+// Every message is also dispatched as a "paddock:message" event on document (the charts
+// in static/charts.js and the fleet page in static/fleet.js listen to it).
 //
 // The server page holds <div id="server-live" data-ws-path=... data-live-url=...>.
 // A socket to data-ws-path receives {"type": "job.update", "job": {...}} and
@@ -54,7 +56,13 @@
     }
   }
 
+  // The newest update of each job seen on the socket: a live part fetched while updates
+  // kept arriving may have been rendered before the last of them, and must not show the
+  // job going backwards (see catchUp).
+  const latestJobs = new Map();
+
   function applyJob(job) {
+    latestJobs.set(job.id, job);
     const card = document.querySelector('[data-role="job"][data-job-id="' + job.id + '"]');
     if (!card) {
       // A job this page does not show yet (started elsewhere): fetch the live part.
@@ -90,20 +98,28 @@
     }
   }
 
-  function setIndicator(connected) {
+  // The live indicator says what the socket does: "Live", "Reconnecting…", and after
+  // a few failed attempts in a row that it cannot connect (and when it tries again);
+  // a socket closed because access was withdrawn (4403) does not come back.
+  const FAILED_AFTER = 3;
+  const CLOSE_REVOKED = 4403;
+
+  function setIndicator(connected, text, failed) {
     const indicator = document.getElementById("live-indicator");
     if (!indicator) {
       return;
     }
     indicator.dataset.connected = connected ? "true" : "false";
-    const text = indicator.querySelector(".live-text");
-    if (text) {
-      text.textContent = connected ? "Live" : "Reconnecting…";
+    indicator.dataset.failed = failed ? "true" : "false";
+    const label = indicator.querySelector(".live-text");
+    if (label) {
+      label.textContent = text || (connected ? "Live" : "Reconnecting…");
     }
   }
 
   function connect() {
-    const root = liveRoot();
+    // The server page's live part or the staff fleet page names its socket.
+    const root = document.querySelector("[data-ws-path]");
     if (!root || !("WebSocket" in window)) {
       return;
     }
@@ -111,6 +127,7 @@
     const url = scheme + window.location.host + root.dataset.wsPath;
     let backoff = 1000;
     let opened = false;
+    let failures = 0;
 
     function open() {
       const socket = new WebSocket(url);
@@ -119,11 +136,13 @@
         // Anything that happened before the socket was up (or while it was down)
         // is picked up by fetching the live part once.
         const current = liveRoot();
-        if (opened || (current && current.dataset.activeJob)) {
+        if (current && (opened || current.dataset.activeJob)) {
           refresh();
         }
         opened = true;
         backoff = 1000;
+        failures = 0;
+        document.dispatchEvent(new CustomEvent("paddock:socket", { detail: { open: true } }));
       });
       socket.addEventListener("message", function (event) {
         let data;
@@ -137,9 +156,22 @@
         } else if (data.type === "server.update" && data.server) {
           applyServer(data.server);
         }
+        // stats.sample, stats.host and the rest go to whoever listens (charts.js, fleet.js)
+        document.dispatchEvent(new CustomEvent("paddock:message", { detail: data }));
       });
-      socket.addEventListener("close", function () {
-        setIndicator(false);
+      socket.addEventListener("close", function (event) {
+        document.dispatchEvent(new CustomEvent("paddock:socket", { detail: { open: false } }));
+        if (event.code === CLOSE_REVOKED) {
+          setIndicator(false, "Access withdrawn: live updates stopped", true);
+          return;
+        }
+        failures += 1;
+        const seconds = Math.round(backoff / 1000);
+        if (failures >= FAILED_AFTER) {
+          setIndicator(false, "Cannot connect for live updates: retrying in " + seconds + " s", true);
+        } else {
+          setIndicator(false, "Reconnecting…");
+        }
         setTimeout(open, backoff);
         backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
       });
@@ -166,6 +198,49 @@
     } else {
       document.execCommand("copy");
       done();
+    }
+  });
+
+  // Progress bars carry their width as data-width (a percentage): the Content Security
+  // Policy allows no style="" attribute, so it is set here, for the page and for every
+  // part htmx swaps in.
+  function applyWidths(root) {
+    root.querySelectorAll("[data-width]").forEach(function (bar) {
+      bar.style.width = Math.max(0, Math.min(100, Number(bar.dataset.width) || 0)) + "%";
+    });
+  }
+  // A swapped-in live part older than the socket's last word on its job: apply that word.
+  function catchUp(root) {
+    root.querySelectorAll('[data-role="job"][data-job-id]').forEach(function (card) {
+      const latest = latestJobs.get(Number(card.dataset.jobId));
+      const progress = card.querySelector('[data-role="job-progress"]');
+      const shown = progress ? Number(progress.getAttribute("aria-valuenow")) : 0;
+      if (latest && (latest.progress > shown || (FINISHED.has(latest.status) && latest.status !== card.dataset.status))) {
+        applyJob(latest);
+      }
+    });
+  }
+
+  // (on afterSwap, in the task of the swap itself: the old numbers never show)
+  // (widths too: htmx's own load event for swapped-in content comes a settle delay later,
+  // and a bar without its width would flash empty meanwhile)
+  document.addEventListener("htmx:afterSwap", function () {
+    applyWidths(document);
+    catchUp(document);
+  });
+  if (window.htmx) {
+    window.htmx.onLoad(applyWidths);
+  } else {
+    document.addEventListener("DOMContentLoaded", function () {
+      applyWidths(document);
+    });
+  }
+
+  // Forms that ask first: <form data-confirm="Question?"> (no inline onsubmit handler).
+  document.addEventListener("submit", function (event) {
+    const question = event.target.dataset && event.target.dataset.confirm;
+    if (question && !window.confirm(question)) {
+      event.preventDefault();
     }
   });
 
