@@ -79,16 +79,18 @@ def reset_test_driver():
 @pytest.fixture
 def celery_worker(transactional_db):
     """A real Celery worker (in a thread of this process, so that it shares the libvirt
-    test driver's state with the test) consuming this run's queue from the real broker."""
+    test driver's state with the test) consuming this run's queue (and its collector
+    queue) from the real broker."""
     from celery.contrib.testing.worker import start_worker
 
     from config.celery import app
+    from hosting.services.collector import STATS_QUEUE_SUFFIX
 
     with start_worker(
         app,
         pool="threads",
         concurrency=2,
-        queues=[TEST_QUEUE],
+        queues=[TEST_QUEUE, f"{TEST_QUEUE}{STATS_QUEUE_SUFFIX}"],
         perform_ping_check=False,
         shutdown_timeout=30,
     ) as worker:

@@ -18,26 +18,9 @@ from hosting.services.events import FLEET_GROUP, host_group, server_group
 from hosting.services.jobs import update_progress
 
 from .factories import HostFactory, JobFactory, MembershipFactory, ServerFactory
+from .sockets import session_headers, socket
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-ORIGIN = (b"origin", b"http://localhost")
-
-
-def session_headers(user=None) -> list[tuple[bytes, bytes]]:
-    headers = [ORIGIN]
-    if user is not None:
-        client = Client()
-        client.force_login(user)
-        name = settings.SESSION_COOKIE_NAME
-        headers.append((b"cookie", f"{name}={client.cookies[name].value}".encode()))
-    return headers
-
-
-def socket(server, user=None) -> WebsocketCommunicator:
-    return WebsocketCommunicator(
-        application, f"/ws/servers/{server.uuid}/", headers=session_headers(user)
-    )
 
 
 async def refused(communicator: WebsocketCommunicator) -> bool:

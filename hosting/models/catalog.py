@@ -16,7 +16,12 @@ class Plan(models.Model):
     vcpus = models.PositiveSmallIntegerField(validators=[MinValueValidator(1)])
     memory_mib = models.PositiveIntegerField(validators=[MinValueValidator(64)])
     disk_gib = models.PositiveIntegerField(validators=[MinValueValidator(1)])
-    transfer_gib = models.PositiveIntegerField("monthly transfer (GiB)", default=1000)
+    transfer_gib = models.FloatField(
+        "monthly transfer (GiB)",
+        default=1000,
+        validators=[MinValueValidator(0)],
+        help_text="In + out, per server and calendar month; 0 is unmetered.",
+    )
     transfer_policy = models.CharField(
         max_length=16,
         choices=TransferPolicy.choices,
