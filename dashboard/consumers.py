@@ -11,7 +11,11 @@ no longer watch. Messages are handled one at a time, so nothing sent after the r
 reaches the browser.
 
 - /ws/servers/<uuid>/: the server's group; the server's customer must be visible to the
-  user (staff see every server). Messages: job.update, server.update, stats.sample.
+  user (staff see every server). Messages: job.update, server.update, stats.sample, and
+  console.tail. A page showing the serial console sends {"type": "console"}: it gets the
+  cached tail at once, and while it stays a worker reads a fresh tail every
+  CONSOLE_REFRESH_SECONDS (hosting.services.console); what changed arrives as
+  console.tail on the server's group.
 - /ws/hosts/<id>/ and /ws/fleet/: staff only; stats.host.
 A socket that may not subscribe is refused before the handshake completes (the browser
 sees the same refusal for a server that does not exist as for another customer's).
@@ -19,15 +23,19 @@ sees the same refusal for a server that does not exist as for another customer's
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid as uuid_lib
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
 from django.contrib.auth import get_user_model
 
 from hosting.access import access_for
 from hosting.models import Host, Server
+from hosting.services import console
 from hosting.services.events import FLEET_GROUP, host_group, server_group, user_group
 
 # The close code a browser gets when its access was withdrawn: it stops reconnecting.
@@ -36,7 +44,7 @@ CLOSE_REVOKED = 4403
 # Messages forwarded as they are, without a database: they skip the thread hop that
 # channels' dispatch makes before every handler to close stale database connections
 # (half of the web process's work per sample at 2,000 sockets).
-FORWARDED = frozenset({"job.update", "server.update", "stats.sample", "stats.host"})
+FORWARDED = frozenset({"job.update", "server.update", "stats.sample", "stats.host", "console.tail"})
 
 
 def current_user(user: Any) -> Any | None:
@@ -117,6 +125,39 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
 
 class ServerConsumer(LiveConsumer):
     forwarded = FORWARDED - {"stats.host"}
+    console_task: asyncio.Task | None = None
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        wants_console = isinstance(content, dict) and content.get("type") == "console"
+        if not wants_console:
+            await super().receive_json(content, **kwargs)
+        elif not self.allowed:
+            return
+        elif self.console_task is None:
+            self.console_task = asyncio.ensure_future(self.follow_console())
+        else:  # asked again (the browser missed a read): the whole tail
+            await self.send_console()
+
+    async def send_console(self) -> None:
+        message = await database_sync_to_async(console.current_message)(self.watched)
+        if message is not None and self.allowed:
+            await self.send_json(message)
+
+    async def follow_console(self) -> None:
+        """The cached tail now, then a fresh read asked for while the socket stays."""
+        await self.send_console()
+        while self.allowed:
+            await asyncio.sleep(settings.CONSOLE_REFRESH_SECONDS)
+            if self.allowed:
+                await database_sync_to_async(console.request_refresh_of)(self.watched)
+
+    async def disconnect(self, code: int) -> None:
+        if self.console_task is not None:
+            self.console_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.console_task
+            self.console_task = None
+        await super().disconnect(code)
 
     def target(self) -> uuid_lib.UUID | None:
         try:

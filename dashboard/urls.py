@@ -9,7 +9,6 @@ urlpatterns = [
     path("servers/new/", servers.server_create, name="server-create"),
     path("servers/<uuid:uuid>/", servers.server_detail, name="server-detail"),
     path("servers/<uuid:uuid>/live/", servers.server_live, name="server-live"),
-    path("servers/<uuid:uuid>/console/", servers.server_console, name="server-console"),
     path(
         "servers/<uuid:uuid>/actions/<slug:action>/",
         servers.server_action,

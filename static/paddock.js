@@ -98,6 +98,56 @@
     }
   }
 
+  // The serial console (#console-tail on the server page) comes over the same socket:
+  // asked for once the socket is open, the whole tail first, then what was appended.
+  // An append names the read it follows; one that does not follow what is shown asks for
+  // the whole tail again (text is only ever set as text, never as markup).
+  const CONSOLE_MAX_CHARS = 64 * 1024;
+
+  function consoleRoot() {
+    return document.getElementById("console-tail");
+  }
+
+  function askForConsole(socket) {
+    if (consoleRoot() && socket.readyState === WebSocket.OPEN) {
+      socket.send(JSON.stringify({ type: "console" }));
+    }
+  }
+
+  function applyConsole(data, socket) {
+    const root = consoleRoot();
+    if (!root || root.dataset.server !== data.server) {
+      return;
+    }
+    const box = root.querySelector(".console-text");
+    const shown = root.dataset.at || "";
+    let text;
+    if (data.reset) {
+      text = data.text;
+    } else if (data.since === shown) {
+      text = box.textContent + data.text;
+    } else {
+      if (data.at !== shown) {
+        askForConsole(socket);
+      }
+      return;
+    }
+    const stick = box.scrollHeight - box.scrollTop - box.clientHeight < 24;
+    if (text.length > CONSOLE_MAX_CHARS) {
+      text = text.slice(text.length - CONSOLE_MAX_CHARS);
+    }
+    box.textContent = text || (data.at ? "(the console has printed nothing yet)" : "Reading the console…");
+    root.dataset.at = data.at;
+    const error = root.querySelector('[data-role="console-error"]');
+    if (error) {
+      error.hidden = !data.error;
+      error.querySelector(".console-error-text").textContent = data.error || "";
+    }
+    if (stick) {
+      box.scrollTop = box.scrollHeight;
+    }
+  }
+
   // The live indicator says what the socket does: "Live", "Reconnecting…", and after
   // a few failed attempts in a row that it cannot connect (and when it tries again);
   // a socket closed because access was withdrawn (4403) does not come back.
@@ -139,6 +189,7 @@
         if (current && (opened || current.dataset.activeJob)) {
           refresh();
         }
+        askForConsole(socket);
         opened = true;
         backoff = 1000;
         failures = 0;
@@ -155,6 +206,8 @@
           applyJob(data.job);
         } else if (data.type === "server.update" && data.server) {
           applyServer(data.server);
+        } else if (data.type === "console.tail") {
+          applyConsole(data, socket);
         }
         // stats.sample, stats.host and the rest go to whoever listens (charts.js, fleet.js)
         document.dispatchEvent(new CustomEvent("paddock:message", { detail: data }));
@@ -246,14 +299,3 @@
 
   document.addEventListener("DOMContentLoaded", connect);
 })();
-
-// Keep the serial console scrolled to its end after each refresh, unless the reader
-// scrolled up to read something.
-document.body.addEventListener("htmx:beforeSwap", (event) => {
-  const box = event.detail.target.querySelector && event.detail.target.querySelector(".console-text");
-  if (box) event.detail.target.dataset.stick = String(box.scrollHeight - box.scrollTop - box.clientHeight < 24);
-});
-document.body.addEventListener("htmx:afterSwap", (event) => {
-  const box = event.detail.target.querySelector && event.detail.target.querySelector(".console-text");
-  if (box && event.detail.target.dataset.stick !== "false") box.scrollTop = box.scrollHeight;
-});

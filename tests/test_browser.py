@@ -592,3 +592,42 @@ def test_charts_paint_history_first_and_switch_ranges(live_asgi_url, page, owner
     page.wait_for_selector('[data-role="charts-status"]:has-text("Last 7d")')
     assert cpu_points(page) == 5
     assert page.get_attribute('button[data-range="7d"]', "aria-pressed") == "true"
+
+
+def test_console_shows_the_tail_and_what_follows_without_polling(
+    live_asgi_url, page, owner, server
+):
+    from datetime import timedelta
+
+    from django.core.cache import cache
+    from django.utils import timezone
+
+    from hosting.services import console
+
+    # given a tail a worker read, holding markup
+    first = console.ConsoleTail(text="boot\n<b>not bold</b>\n", fetched_at=timezone.now())
+    cache.set(f"console:{server.uuid}", first.__dict__)
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    # when the owner opens the page: the tail, as text
+    open_live_server_page(page, live_asgi_url, owner, server)
+    box = "#console-tail .console-text"
+    page.wait_for_function(
+        "s => document.querySelector(s).textContent.includes('not bold')", arg=box
+    )
+    assert page.locator(f"{box} b").count() == 0
+    assert page.text_content(box) == "boot\n<b>not bold</b>\n"
+    # and when a worker stores a newer read, its new line appears in the same document
+    later = console.ConsoleTail(
+        text=first.text + "paddock-guest ready\n",
+        fetched_at=first.fetched_at + timedelta(seconds=2),
+    )
+    off_thread(lambda: console.store(server, later, previous=first))
+    page.wait_for_function(
+        "s => document.querySelector(s).textContent.endsWith('paddock-guest ready\\n')", arg=box
+    )
+    assert page.text_content(box) == later.text
+    assert page.evaluate("window.__sameDocument") is True
+    # the page never polled for the console
+    assert not [url for url in requests if "/console/" in url]
+    cache.delete(f"console:{server.uuid}")

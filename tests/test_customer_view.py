@@ -191,18 +191,15 @@ def test_staff_server_page_shows_the_details(client, staff, failed_job):
     assert "hv-frankfurt-7" in page and "ops-alice" in page and URI in page
 
 
-def test_customer_console_panel_error_is_neutral(client, owner, server, infra_host):
+def test_customer_console_error_on_the_socket_is_neutral(server, infra_host):
+    from hosting.services.console import ConsoleTail, tail_message
+
     server.host = infra_host
     server.save()
-    cache.set(
-        f"console:{server.uuid}",
-        {"text": "", "fetched_at": timezone.now(), "error": BACKEND_ERROR},
-    )
-    client.force_login(owner)
-    url = reverse("dashboard:server-console", kwargs={"uuid": server.uuid})
-    page = client.get(url).content.decode()
-    assert_no_leak(page)
-    assert "cannot be reached" in page
+    tail = ConsoleTail(text="", fetched_at=timezone.now(), error=BACKEND_ERROR)
+    message = tail_message(server, tail)
+    assert_no_leak(str(message))
+    assert "cannot be reached" in message["error"]
 
 
 def test_websocket_job_payload_is_customer_safe(failed_job):

@@ -480,37 +480,12 @@ def test_ops_page_shows_capacity_jobs_and_failures(staff_browser, server, host):
 # --- serial console -----------------------------------------------------------------------
 
 
-def test_console_tail_is_served_from_the_cache_escaped(browser, server):
-    from django.core.cache import cache
-    from django.utils import timezone
-
-    url = reverse("dashboard:server-console", args=[server.uuid])
-    # given nothing read yet: the page says so (and a worker was asked)
-    assert "Reading the console" in browser.get(url).content.decode()
-    # when a worker stored a tail holding markup
-    cache.set(
-        f"console:{server.uuid}",
-        {
-            "text": "paddock-guest ready\n<script>x</script>",
-            "fetched_at": timezone.now(),
-            "error": "",
-        },
-    )
-    body = browser.get(url).content.decode()
-    # then the owner sees it, escaped
-    assert "paddock-guest ready" in body
-    assert "&lt;script&gt;x&lt;/script&gt;" in body and "<script>x" not in body
-    cache.delete(f"console:{server.uuid}")
-
-
-def test_console_of_another_customer_is_404(other_browser, server):
-    url = reverse("dashboard:server-console", args=[server.uuid])
-    assert other_browser.get(url).status_code == 404
-
-
-def test_server_page_polls_the_console(browser, server):
+def test_server_page_follows_the_console_on_its_socket(browser, server):
+    """No polling: the console box is filled by the page's socket (tests/test_websocket.py,
+    and the browser test)."""
     body = browser.get(detail_url(server)).content.decode()
-    assert reverse("dashboard:server-console", args=[server.uuid]) in body
+    assert f'id="console-tail" class="console-tail" data-server="{server.uuid}"' in body
+    assert "every 3s" not in body.split('id="console-tail"')[1].split("</div>")[0]
 
 
 def test_ops_overview_shows_reconciliation_drift(staff_browser, host):

@@ -346,3 +346,99 @@ def test_fleet_socket_closes_when_staff_status_is_withdrawn(staff):
         await fleet.disconnect()
 
     async_to_sync(scenario)()
+
+
+# --- the serial console over the socket ---------------------------------------------------
+
+
+def test_console_comes_whole_then_appended(server, owner):
+    from datetime import timedelta
+
+    from django.core.cache import cache
+    from django.utils import timezone
+
+    from hosting.services import console
+
+    first = console.ConsoleTail(text="boot\n<b>x</b>\n", fetched_at=timezone.now())
+    cache.set(f"console:{server.uuid}", first.__dict__)
+    communicator = socket(server, owner)
+
+    async def scenario():
+        connected, _ = await communicator.connect(timeout=5)
+        assert connected
+        try:
+            # given a page that asks for the console: the whole cached tail
+            await communicator.send_json_to({"type": "console"})
+            whole = await communicator.receive_json_from(timeout=5)
+            assert whole["type"] == "console.tail" and whole["reset"]
+            assert whole["text"] == "boot\n<b>x</b>\n"
+            assert whole["at"] == first.fetched_at.isoformat()
+            # when a worker stores a newer read: only what was appended, after what it follows
+            later = console.ConsoleTail(
+                text=first.text + "ready\n", fetched_at=first.fetched_at + timedelta(seconds=2)
+            )
+            await sync_to_async(console.store)(server, later, previous=first)
+            append = await communicator.receive_json_from(timeout=5)
+            assert (append["text"], append["reset"]) == ("ready\n", False)
+            assert append["since"] == whole["at"] and append["at"] == later.fetched_at.isoformat()
+            # a read that changed nothing sends nothing
+            same = console.ConsoleTail(text=later.text, fetched_at=timezone.now())
+            await sync_to_async(console.store)(server, same, previous=later)
+            assert await communicator.receive_nothing(timeout=0.3)
+            # and asked again, the whole tail
+            await communicator.send_json_to({"type": "console"})
+            again = await communicator.receive_json_from(timeout=5)
+            assert again["reset"] and again["text"] == later.text
+        finally:
+            await communicator.disconnect()
+        cache.delete(f"console:{server.uuid}")
+
+    async_to_sync(scenario)()
+
+
+def test_following_the_console_asks_a_worker_for_fresh_reads(server, owner, settings):
+    """While a page follows the console, its socket asks for a read every refresh period
+    (at most one in flight per server): the worker's `fetch_console` on the host's queue."""
+    from django.core.cache import cache
+
+    settings.CONSOLE_REFRESH_SECONDS = 1
+    pending = f"console:{server.uuid}:pending"
+    cache.delete(pending)
+    communicator = socket(server, owner)
+
+    async def scenario():
+        connected, _ = await communicator.connect(timeout=5)
+        assert connected
+        try:
+            assert await sync_to_async(cache.get)(pending) is None
+            await communicator.send_json_to({"type": "console"})
+            await communicator.receive_json_from(timeout=5)
+            assert await sync_to_async(cache.get)(pending)  # asked on subscribe
+            await sync_to_async(cache.delete)(pending)
+            await asyncio.sleep(1.5)
+            assert await sync_to_async(cache.get)(pending)  # and again a period later
+        finally:
+            await communicator.disconnect()
+
+    async_to_sync(scenario)()
+
+
+def test_console_appends_survive_a_sliding_window():
+    from datetime import UTC, datetime
+
+    from hosting.services.console import ConsoleTail, tail_message
+
+    server = ServerFactory.build()
+    t1, t2 = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, 0, 0, 2, tzinfo=UTC)
+    lines = "".join(f"line {n}\n" for n in range(200))
+    before = ConsoleTail(text=lines[-1000:], fetched_at=t1)
+    after = ConsoleTail(text=(lines + "new 1\nnew 2\n")[-1000:], fetched_at=t2)
+    message = tail_message(server, after, previous=before)
+    assert (message["text"], message["reset"]) == ("new 1\nnew 2\n", False)
+    # an end that shows up twice in the new window: ambiguous, so the whole tail
+    loop = ConsoleTail(text="tick\n" * 300, fetched_at=t1)
+    slid = ConsoleTail(text=("tick\n" * 301)[-1400:], fetched_at=t2)
+    assert tail_message(server, slid, previous=loop)["reset"] is True
+    # and a new text the old end is not found in
+    other = ConsoleTail(text="rebooted\n", fetched_at=t2)
+    assert tail_message(server, other, previous=before)["reset"] is True

@@ -16,10 +16,8 @@ from hosting.access import caller_from_request
 from hosting.choices import ACTIVE_JOB_STATUSES, ServerState
 from hosting.filtersets import ServerFilterSet
 from hosting.models import IPAddress, Job, Server
-from hosting.services import console as console_service
 from hosting.services import servers as server_service
 from hosting.services.errors import NotPermitted, ServiceError
-from hosting.services.public_messages import customer_message
 
 from ..forms import ServerCreateForm, add_service_error
 from ..power import BY_SLUG, power_buttons, terminate_button
@@ -134,17 +132,6 @@ def server_live(request: HttpRequest, uuid) -> HttpResponse:
     """The part of the server page that the browser reloads when a job ends."""
     server = get_server(request, uuid)
     return render(request, "dashboard/servers/_live.html", live_context(request, server))
-
-
-@login_required
-def server_console(request: HttpRequest, uuid) -> HttpResponse:
-    """The serial console tail (read by a worker, served from the cache), for htmx polling."""
-    server = get_server(request, uuid)
-    tail = console_service.tail(server)
-    error = tail.error
-    if not request_access(request).is_staff:
-        error = customer_message(error, hosts=[server.host.name] if server.host else [])
-    return render(request, "dashboard/servers/_console.html", {"tail": tail, "error": error})
 
 
 @login_required

@@ -41,7 +41,7 @@ def month_start(now: datetime) -> date:
     return date(now.year, now.month, 1)
 
 
-def level_of(used_bytes: int, allowance_gib: int) -> int:
+def level_of(used_bytes: int, allowance_gib: float) -> int:
     """The highest notice level (0, 80, 100) that `used_bytes` reaches."""
     if allowance_gib <= 0:
         return 0
