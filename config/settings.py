@@ -360,6 +360,13 @@ TESTBED_GUEST_SUBNET = env.str("PADDOCK_TESTBED_GUEST_SUBNET", default="10.251.0
 # on libvirt's test driver. Its guests' bridge takes the first address of this subnet.
 LOCAL_HYPERVISOR = env.str("PADDOCK_LOCAL_HYPERVISOR", default="auto")
 LOCAL_GUEST_SUBNET = env.str("PADDOCK_LOCAL_GUEST_SUBNET", default="10.252.0.0/24")
+# --- Placement (hosting/services/placement.py) -------------------------------------------
+# Room each host keeps free for itself unless the host sets its own (Host.reserve_*).
+PLACEMENT_RESERVE_VCPUS = env.int("PADDOCK_PLACEMENT_RESERVE_VCPUS", default=0)
+PLACEMENT_RESERVE_MEMORY_MIB = env.int("PADDOCK_PLACEMENT_RESERVE_MEMORY_MIB", default=0)
+PLACEMENT_RESERVE_DISK_GIB = env.int("PADDOCK_PLACEMENT_RESERVE_DISK_GIB", default=0)
+# spread or pack, for zones without their own policy (admin: Zones) and orders without a zone
+PLACEMENT_POLICY = env.str("PADDOCK_PLACEMENT_POLICY", default="spread")
 # How long a graceful shutdown may take before the guest is forced off.
 SHUTDOWN_TIMEOUT = env.int("PADDOCK_SHUTDOWN_TIMEOUT", default=120)
 

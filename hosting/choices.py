@@ -36,6 +36,18 @@ class HostState(models.TextChoices):
     OFFLINE = "offline", "Offline"
 
 
+class PlacementPolicy(models.TextChoices):
+    """How the placement engine picks among the hosts that fit (per zone)."""
+
+    SPREAD = "spread", "Spread (the host with the most free room)"
+    PACK = "pack", "Pack (the fullest host that still fits)"
+
+
+class GroupRule(models.TextChoices):
+    AFFINITY = "affinity", "Affinity (same host)"
+    ANTI_AFFINITY = "anti-affinity", "Anti-affinity (different hosts)"
+
+
 class DiskMode(models.TextChoices):
     OVERLAY = "overlay", "qcow2 overlay on the base image"
     COPY = "copy", "Full copy of the base image"

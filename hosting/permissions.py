@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from .access import Caller
 
 REFRESH_HOST = "hosting.refresh_host"
+# entering and leaving a host's maintenance (not a job: hosting.services.hosts)
+HOST_MAINTENANCE = "host_maintenance"
 
 # The Django permission ("app_label.codename") a provider caller needs for the jobs that
 # are not server actions; each server action names its own (`Action.permission` in
@@ -36,6 +38,7 @@ REFRESH_HOST = "hosting.refresh_host"
 ACTION_PERMISSIONS: dict[str, str] = {
     JobKind.PROVISION: "hosting.add_server",
     JobKind.HOST_REFRESH: REFRESH_HOST,
+    HOST_MAINTENANCE: "hosting.maintain_host",
 }
 
 

@@ -130,6 +130,19 @@ class ServerFactory(factory.django.DjangoModelFactory):
         lambda n: f"52:54:00:{n >> 16 & 255:02x}:{n >> 8 & 255:02x}:{n & 255:02x}"
     )
 
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        # as a service would: the host's usage counters hold the server (placement)
+        obj = super()._create(model_class, *args, **kwargs)
+        hosts = [h for h in (obj.host, obj.reserved_host) if h is not None]
+        if hosts:
+            from hosting.services.placement import recount
+
+            recount(hosts)
+            for h in hosts:
+                h.refresh_from_db()
+        return obj
+
 
 class JobFactory(factory.django.DjangoModelFactory):
     class Meta:

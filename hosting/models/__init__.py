@@ -1,10 +1,10 @@
 from .audit import AuditEvent
 from .catalog import Image, Plan
 from .customers import Customer, Membership, SSHKey
-from .hosts import Host
+from .hosts import Host, Zone
 from .jobs import Job
 from .network import IPAddress, IPPool
-from .servers import Server
+from .servers import PlacementGroup, Server
 from .stats import ServerStatsHour, ServerStatsMinute, TransferQuota
 from .tokens import APIToken
 
@@ -18,10 +18,12 @@ __all__ = [
     "Image",
     "Job",
     "Membership",
+    "PlacementGroup",
     "Plan",
     "SSHKey",
     "Server",
     "ServerStatsHour",
     "ServerStatsMinute",
     "TransferQuota",
+    "Zone",
 ]

@@ -5,9 +5,11 @@ from decimal import Decimal
 from django.core.validators import MinValueValidator
 from django.db import models
 
-from ..choices import BackendKind, DiskMode, HostState, VirtKind, VirtType
+from ..choices import BackendKind, DiskMode, HostState, PlacementPolicy, VirtKind, VirtType
 from ..querysets import HostQuerySet
 from ..validators import validate_libvirt_uri
+
+COUNTER_FIELDS = frozenset({"alloc_vcpus", "alloc_memory_mib", "alloc_disk_gib", "alloc_servers"})
 
 
 class Host(models.Model):
@@ -86,15 +88,55 @@ class Host(models.Model):
     )
     last_seen = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True, default="")
+    # maintenance: no new placements (hosting/services/placement.py); entered and left
+    # through hosting.services.hosts.set_maintenance (audited), never by reconciliation
+    maintenance = models.BooleanField(default=False, db_index=True)
+    maintenance_since = models.DateTimeField(null=True, blank=True)
+    maintenance_reason = models.CharField(max_length=300, blank=True, default="")
+    # room kept free for the host itself; empty: the PADDOCK_PLACEMENT_RESERVE_* setting
+    reserve_vcpus = models.PositiveIntegerField(
+        null=True, blank=True, help_text="vCPUs kept free (empty: the setting's default)."
+    )
+    reserve_memory_mib = models.PositiveIntegerField(
+        null=True, blank=True, help_text="MiB kept free (empty: the setting's default)."
+    )
+    reserve_disk_gib = models.PositiveIntegerField(
+        null=True, blank=True, help_text="GiB kept free (empty: the setting's default)."
+    )
+    # What the host's servers hold (plans of servers not terminated, placed here or moving
+    # here): changed only by hosting.services.placement in the transaction that places,
+    # moves or terminates a server, under this row's lock; `recount` rebuilds them.
+    alloc_vcpus = models.PositiveIntegerField(default=0, editable=False)
+    alloc_memory_mib = models.PositiveBigIntegerField(default=0, editable=False)
+    alloc_disk_gib = models.PositiveBigIntegerField(default=0, editable=False)
+    alloc_servers = models.PositiveIntegerField(default=0, editable=False)
 
     objects = HostQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
-        permissions = [("refresh_host", "Can refresh hosts from their hypervisor")]
+        permissions = [
+            ("refresh_host", "Can refresh hosts from their hypervisor"),
+            ("maintain_host", "Can put hosts into maintenance and take them out"),
+        ]
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args, **kwargs) -> None:
+        # a whole-row save (the admin, a refresh) never writes the usage counters: they are
+        # changed only by F() updates under the row's lock (hosting/services/placement.py)
+        if (
+            self.pk is not None
+            and kwargs.get("update_fields") is None
+            and not kwargs.get("force_insert")
+        ):
+            kwargs["update_fields"] = [
+                f.attname
+                for f in self._meta.concrete_fields
+                if not f.primary_key and f.attname not in COUNTER_FIELDS
+            ]
+        super().save(*args, **kwargs)
 
     @property
     def effective_virt_type(self) -> str:
@@ -112,3 +154,35 @@ class Host(models.Model):
     @property
     def memory_capacity_mib(self) -> int:
         return int(self.memory_mib * self.ram_overcommit)
+
+    @property
+    def reserved(self) -> tuple[int, int, int]:
+        """(vCPUs, MiB, GiB) kept free: the host's own figures, else the settings'."""
+        from django.conf import settings
+
+        return (
+            settings.PLACEMENT_RESERVE_VCPUS if self.reserve_vcpus is None else self.reserve_vcpus,
+            settings.PLACEMENT_RESERVE_MEMORY_MIB
+            if self.reserve_memory_mib is None
+            else self.reserve_memory_mib,
+            settings.PLACEMENT_RESERVE_DISK_GIB
+            if self.reserve_disk_gib is None
+            else self.reserve_disk_gib,
+        )
+
+
+class Zone(models.Model):
+    """A zone's placement settings; hosts name their zone (Host.zone). A zone without a
+    row here places with the default policy (PADDOCK_PLACEMENT_POLICY, spread)."""
+
+    name = models.CharField(max_length=50, unique=True)
+    policy = models.CharField(
+        max_length=16, choices=PlacementPolicy.choices, default=PlacementPolicy.SPREAD
+    )
+    description = models.CharField(max_length=200, blank=True, default="")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name

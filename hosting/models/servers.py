@@ -6,7 +6,7 @@ import uuid
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from ..choices import ServerState
+from ..choices import GroupRule, ServerState
 from ..querysets import ServerQuerySet
 from .catalog import Image, Plan
 from .customers import Customer, SSHKey
@@ -41,6 +41,27 @@ class Server(models.Model):
     image = models.ForeignKey(Image, on_delete=models.PROTECT, related_name="servers")
     host = models.ForeignKey(
         Host, on_delete=models.PROTECT, related_name="servers", null=True, blank=True
+    )
+    # room held on a second host while the server moves there (a migration): counted by
+    # placement on that host until the move completes or is given up
+    reserved_host = models.ForeignKey(
+        Host, on_delete=models.PROTECT, related_name="incoming", null=True, blank=True
+    )
+    # placement constraints of this server (hosting/services/placement.py)
+    pinned_host = models.ForeignKey(
+        Host,
+        on_delete=models.SET_NULL,
+        related_name="pinned_servers",
+        null=True,
+        blank=True,
+        help_text="Only this host may run the server (placement and moves).",
+    )
+    required_cpu = models.CharField(
+        "required CPU model",
+        max_length=100,
+        blank=True,
+        default="",
+        help_text="Only hosts whose CPU model contains this text (e.g. 'EPYC', 'Skylake').",
     )
     hostname = models.CharField(max_length=253, validators=[hostname_validator])
     state = models.CharField(
@@ -85,3 +106,24 @@ class Server(models.Model):
         return (
             "suspended" if self.suspended and self.state != ServerState.TERMINATED else self.state
         )
+
+
+class PlacementGroup(models.Model):
+    """Servers of one customer that placement keeps together (affinity) or apart
+    (anti-affinity)."""
+
+    customer = models.ForeignKey(
+        Customer, on_delete=models.CASCADE, related_name="placement_groups"
+    )
+    name = models.CharField(max_length=100)
+    rule = models.CharField(max_length=16, choices=GroupRule.choices)
+    servers = models.ManyToManyField(Server, blank=True, related_name="placement_groups")
+
+    class Meta:
+        ordering = ["customer_id", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["customer", "name"], name="placement_group_name")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.rule})"

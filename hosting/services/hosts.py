@@ -12,10 +12,11 @@ from ..access import Caller
 from ..backends import BackendError, HostUnreachable, get_backend
 from ..choices import HostState, JobKind
 from ..models import Host, Job
+from ..permissions import HOST_MAINTENANCE, caller_may
 from ..runners import JobContext, runner
 from ..validators import libvirt_uri_problem
 from . import audit
-from .errors import database_errors_are_transient
+from .errors import NotPermitted, database_errors_are_transient
 from .jobs import create_job
 
 # Fields an admin sets on a host; the rest is read from the hypervisor.
@@ -135,3 +136,26 @@ def request_refresh(*, host: Host, caller: Caller, audited: bool = True) -> Job:
         if audited:
             audit.record(action="host.refresh", caller=caller, target=host, details={"job": job.pk})
     return job
+
+
+def set_maintenance(*, host: Host, on: bool, reason: str = "", caller: Caller) -> Host:
+    """Put a host into maintenance (no new placements, no moves to it) or take it out;
+    audited. Needs the hosting.maintain_host permission (a staff session; the system).
+    Moving its servers away (evacuation) is a separate job."""
+    if not caller_may(caller, HOST_MAINTENANCE):
+        raise NotPermitted("You may not change a host's maintenance.")
+    with transaction.atomic():
+        locked = Host.objects.select_for_update().get(pk=host.pk)
+        if locked.maintenance == on:
+            return locked
+        locked.maintenance = on
+        locked.maintenance_since = timezone.now() if on else None
+        locked.maintenance_reason = reason[:300] if on else ""
+        locked.save(update_fields=["maintenance", "maintenance_since", "maintenance_reason"])
+        audit.record(
+            action="host.maintenance.enter" if on else "host.maintenance.leave",
+            caller=caller,
+            target=locked,
+            details={"reason": reason} if on else {},
+        )
+    return locked

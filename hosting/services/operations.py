@@ -27,7 +27,7 @@ from ..choices import DiskMode, JobKind, ServerState
 from ..imagestore import source_path as image_source_path
 from ..models import Server
 from ..runners import JobContext, runner
-from . import ipam
+from . import ipam, placement
 from .cloudinit import seed_files
 from .servers import lock_server
 
@@ -262,6 +262,7 @@ def terminate(ctx: JobContext) -> str:
         from .servers import set_state
 
         set_state(locked, ServerState.TERMINATED)
+        placement.release(locked)  # its room on the host (and a move's target) is free
         locked.terminated_at = timezone.now()
         locked.save(update_fields=["terminated_at"])
     return f"Server terminated; {freed} address(es) freed"

@@ -18,7 +18,7 @@ from django.utils import timezone
 from ..backends import BackendError, HostUnreachable, PowerState, get_backend
 from ..choices import ACTIVE_JOB_STATUSES, HostState, ServerState
 from ..models import Host, Server
-from . import audit
+from . import audit, placement
 from .events import publish_server
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,7 @@ class Report:
     missing: list[str] = field(default_factory=list)
     unknown_domains: list[str] = field(default_factory=list)
     error: str = ""
+    recounted: bool = False  # the host's usage counters had drifted and were rebuilt
 
 
 def _change(server: Server, state: str, message: str, report_list: list, item) -> None:
@@ -136,6 +137,7 @@ def reconcile_host(*, host: Host) -> Report:
         updates.update(state=HostState.ONLINE, last_error="")
         audit.record(action="host.online", target=host)
     Host.objects.filter(pk=host.pk).update(**updates)
+    report.recounted = bool(placement.recount([host]))  # usage counters against the servers
     if report.fixed or report.missing:
         log.info("reconciled %s: fixed %s, missing %s", host.name, report.fixed, report.missing)
     return report

@@ -15,14 +15,14 @@ from django.utils import timezone
 from ..access import Caller
 from ..actions import IllegalAction, get_action, refusal, require_permitted
 from ..choices import CustomerStatus, JobKind, JobStatus, ServerState
-from ..models import Customer, Image, Job, Plan, Server, SSHKey
+from ..models import Customer, Image, Job, PlacementGroup, Plan, Server, SSHKey
 from ..permissions import caller_may
 from ..states import require_transition
-from . import audit, ipam
+from . import audit, ipam, placement
 from .errors import Conflict, NotPermitted, ServiceError
 from .events import publish_server
 from .jobs import create_job
-from .placement import choose_host
+from .placement import PlacementRequest
 
 
 def lock_server(server_id: int) -> Server:
@@ -46,9 +46,14 @@ def create_server(
     image: Image,
     hostname: str,
     ssh_keys: Iterable[SSHKey] = (),
+    zone: str = "",
+    groups: Iterable[PlacementGroup] = (),
     caller: Caller,
 ) -> tuple[Server, Job]:
-    """Place, record and queue a new server. Nothing is left behind if any step fails."""
+    """Place, record and queue a new server. Nothing is left behind if any step fails.
+
+    `zone` restricts placement to one zone's hosts; `groups` are the customer's placement
+    groups (affinity, anti-affinity) the server joins."""
     if not caller.access.can_write or not caller.access.allows_customer(customer.pk):
         raise NotPermitted("You cannot order servers for this customer.")
     if not caller_may(caller, JobKind.PROVISION):
@@ -72,6 +77,9 @@ def create_server(
     keys = list(ssh_keys)
     if any(k.customer_id != customer.pk for k in keys):
         raise ServiceError("SSH keys must belong to the same customer.", field="ssh_keys")
+    group_list = list(groups)
+    if any(g.customer_id != customer.pk for g in group_list):
+        raise ServiceError("Placement groups must belong to the same customer.", field="groups")
 
     server = Server(
         customer=customer, plan=plan, image=image, hostname=hostname, mac_address=new_mac()
@@ -79,7 +87,10 @@ def create_server(
     server.full_clean(exclude=["host", "domain_name", "mac_address"])  # before any lock
 
     with transaction.atomic():
-        host = server.host = choose_host(plan=plan)
+        request = PlacementRequest.for_order(
+            plan=plan, customer=customer, zone=zone, groups=group_list
+        )
+        host = server.host = placement.claim(request)
         try:
             with transaction.atomic():
                 server.save()
@@ -88,6 +99,8 @@ def create_server(
             server.save()
         if keys:
             server.ssh_keys.set(keys)
+        if group_list:
+            server.placement_groups.set(group_list)
         ipam.assign_addresses(server=server)
         job = create_job(kind=JobKind.PROVISION, server=server, caller=caller)
         audit.record(
