@@ -29,14 +29,22 @@ from .models import (
     IPPool,
     Job,
     Membership,
+    PlacementGroup,
     Plan,
     Server,
     ServerStatsHour,
     ServerStatsMinute,
     SSHKey,
     TransferQuota,
+    Zone,
 )
 from .permissions import caller_may
+from .placement_admin import (
+    MaintenanceActions,
+    PlacementGroupForm,
+    host_usage_text,
+    verdict_table,
+)
 from .services import audit
 from .services.errors import ServiceError
 from .services.hosts import HOST_FIELDS, onboard_host, request_refresh
@@ -201,12 +209,13 @@ class ImageAdmin(AuditedAdmin):
 
 
 @admin.register(Host)
-class HostAdmin(LiveServerCountMixin, AuditedAdmin):
+class HostAdmin(MaintenanceActions, LiveServerCountMixin, AuditedAdmin):
     list_display = [
         "name",
         "libvirt_uri",
         "kind",
         "state",
+        "maintenance",
         "zone",
         "cpus",
         "memory_mib",
@@ -216,9 +225,13 @@ class HostAdmin(LiveServerCountMixin, AuditedAdmin):
         "server_count",
         "last_seen",
     ]
-    list_filter = ["state", "kind", "backend", "virt_type", "zone"]
+    list_filter = ["state", "maintenance", "kind", "backend", "virt_type", "zone"]
     search_fields = ["name", "libvirt_uri", "zone", "cpu_model"]
     readonly_fields = [
+        "maintenance",
+        "maintenance_since",
+        "maintenance_reason",
+        "usage",
         "cpus",
         "memory_mib",
         "disk_gib",
@@ -241,6 +254,14 @@ class HostAdmin(LiveServerCountMixin, AuditedAdmin):
         ),
         ("Overcommit", {"fields": ["cpu_overcommit", "ram_overcommit"]}),
         (
+            "Reserve and usage",
+            {"fields": ["reserve_vcpus", "reserve_memory_mib", "reserve_disk_gib", "usage"]},
+        ),
+        (
+            "Maintenance (use the actions to enter or leave it)",
+            {"fields": ["maintenance", "maintenance_since", "maintenance_reason"]},
+        ),
+        (
             "Read from the hypervisor",
             {
                 "fields": [
@@ -261,7 +282,11 @@ class HostAdmin(LiveServerCountMixin, AuditedAdmin):
             },
         ),
     ]
-    actions = ["refresh_from_hypervisor"]
+    actions = ["refresh_from_hypervisor", "enter_maintenance", "leave_maintenance"]
+
+    @admin.display(description="allocated (placement counters)")
+    def usage(self, obj: Host) -> str:
+        return host_usage_text(obj) if obj.pk else "-"
 
     def save_model(self, request: HttpRequest, obj: Host, form: Any, change: bool) -> None:
         if change:
@@ -382,6 +407,10 @@ class ServerAdmin(ReadOnlyAdmin):
         "plan",
         "image",
         "host",
+        "reserved_host",
+        "pinned_host",
+        "required_cpu",
+        "placement",
         "state",
         "state_message",
         "suspended",
@@ -394,6 +423,39 @@ class ServerAdmin(ReadOnlyAdmin):
     )
     inlines = [IPAddressInline, JobInline]
     actions = [_server_action(entry) for entry in ACTIONS]
+    # the placement constraints are the one thing staff edit here (audited)
+    editable_fields = ("pinned_host", "required_cpu")
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return admin.ModelAdmin.has_change_permission(self, request, obj)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return [f for f in self.fields if f not in self.editable_fields]
+
+    def get_inline_instances(self, request: HttpRequest, obj: Any = None) -> list[Any]:
+        inlines = super().get_inline_instances(request, obj)
+        for inline in inlines:  # the inlines stay read-only whatever the server's form
+            inline.has_change_permission = lambda *a, **k: False  # type: ignore[method-assign]
+        return inlines
+
+    def save_model(self, request: HttpRequest, obj: Server, form: Any, change: bool) -> None:
+        changed = [f for f in form.changed_data if f in self.editable_fields]
+        if not changed:
+            return
+        obj.save(update_fields=[*changed, "updated_at"])  # never the state a worker writes
+        audit.record(
+            action="admin.server.placement",
+            caller=caller_from_request(request),
+            target=obj,
+            details={f: str(getattr(obj, f) or "") for f in changed},
+        )
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        pass  # addresses and jobs are the services'
+
+    @admin.display(description="placement: could each host take it now?")
+    def placement(self, obj: Server) -> str:
+        return verdict_table(obj)
 
     def get_actions(self, request: HttpRequest) -> dict[str, Any]:
         """Only the actions the user's permissions allow (hosting/permissions.py): the admin
@@ -412,6 +474,25 @@ class ServerAdmin(ReadOnlyAdmin):
     @admin.display(description="addresses")
     def address_list(self, obj: Server) -> str:
         return ", ".join(a.address for a in obj.addresses.all())
+
+
+@admin.register(Zone)
+class ZoneAdmin(AuditedAdmin):
+    """A zone's placement policy: spread (default) or pack."""
+
+    list_display = ["name", "policy", "description"]
+    list_editable = ["policy"]
+
+
+@admin.register(PlacementGroup)
+class PlacementGroupAdmin(AuditedAdmin):
+    """A customer's servers kept on one host (affinity) or on different hosts."""
+
+    form = PlacementGroupForm
+    list_display = ["name", "customer", "rule"]
+    list_filter = ["rule"]
+    search_fields = ["name", "customer__name"]
+    autocomplete_fields = ["customer", "servers"]
 
 
 # --- addresses -------------------------------------------------------------------------

@@ -154,6 +154,8 @@ def test_admin_changes_are_audited(admin_client_):
 NOT_SHOWN = {
     "APIToken": {"digest"},  # never shown, not even read-only
     "Customer": {"members"},  # the Membership inline shows them
+    # placement's usage counters, shown together as "usage"
+    "Host": {"alloc_vcpus", "alloc_memory_mib", "alloc_disk_gib", "alloc_servers"},
     "Job": {"log"},  # shown as log_lines, one line each
     "Server": {"ssh_keys"},
 }

@@ -1,6 +1,7 @@
 from rest_framework.routers import DefaultRouter
 
 from . import views
+from .placement import PlacementViewSet
 
 router = DefaultRouter()
 router.register("customers", views.CustomerViewSet)
@@ -10,5 +11,6 @@ router.register("hosts", views.HostViewSet)
 router.register("servers", views.ServerViewSet)
 router.register("jobs", views.JobViewSet)
 router.register("ssh-keys", views.SSHKeyViewSet)
+router.register("placement", PlacementViewSet, basename="placement")
 
 urlpatterns = router.urls

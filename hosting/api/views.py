@@ -18,6 +18,7 @@ from ..services import customers as customer_service
 from ..services import servers as server_service
 from ..services import stats_history
 from ..services.hosts import HOST_FIELDS, onboard_host, request_refresh
+from ..services.placement import PlacementRequest
 from . import serializers as s
 from .audience import serializer_for
 from .lookups import IntegerLookupMixin
@@ -30,6 +31,7 @@ from .permissions import (
     TokenScopePermission,
     action_permission,
 )
+from .placement import HostVerdictSerializer, ProviderOnly, verdicts_response
 from .stats_serializers import StatsHistorySerializer, UsageSerializer
 from .viewsets import (
     AuditedModelMixin,
@@ -250,6 +252,22 @@ class ServerViewSet(ScopedModelViewSet):
             server=self.get_object(), range_name=request.query_params.get("range", "1h")
         )
         return Response(data)
+
+    @extend_schema(
+        responses={200: HostVerdictSerializer(many=True)},
+        description="Every host, whether it could take this server now (as a move's "
+        "target), with the reasons why not; eligible hosts first in the order of the "
+        "zone's policy. Provider only (staff, billing tokens).",
+    )
+    @action(
+        detail=True,
+        methods=["get"],
+        permission_classes=[TokenScopePermission, ProviderOnly],
+        filter_backends=[],
+        pagination_class=None,
+    )
+    def placement(self, request, uuid=None):
+        return verdicts_response(PlacementRequest.for_server(self.get_object()))
 
     @extend_schema(
         parameters=[OpenApiParameter("month", str, required=False, description="YYYY-MM")],
