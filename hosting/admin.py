@@ -450,9 +450,6 @@ class ServerAdmin(ReadOnlyAdmin):
             details={f: str(getattr(obj, f) or "") for f in changed},
         )
 
-    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
-        pass  # addresses and jobs are the services'
-
     @admin.display(description="placement: could each host take it now?")
     def placement(self, obj: Server) -> str:
         return verdict_table(obj)

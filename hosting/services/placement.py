@@ -105,6 +105,7 @@ class PlacementRequest:
         groups: Iterable[PlacementGroup] = (),
         pinned_host: Host | None = None,
         required_cpu: str = "",
+        policy: str = "",
     ) -> PlacementRequest:
         return cls(
             customer_id=customer.pk,
@@ -115,6 +116,7 @@ class PlacementRequest:
             pinned_host_id=pinned_host.pk if pinned_host is not None else None,
             group_ids=tuple(g.pk for g in groups),
             label=f"plan {plan.name}",
+            policy=policy,
         )
 
     @classmethod
@@ -420,11 +422,23 @@ def _lock_and_take(
 ) -> Host | None:
     """Lock host `pk`, re-check it with its current counters and, if it still fits, raise
     its counters; None if it is locked by another order (skip_locked) or no longer fits."""
-    host = Host.objects.select_for_update(skip_locked=skip_locked).filter(pk=pk).first()
-    if host is None or _reasons(request, host, groups)[0]:
+    try:
+        # in a savepoint: a host locked and found full is let go at once (its row lock is
+        # released with the savepoint), so an order never waits while holding another host
+        with transaction.atomic():
+            host = Host.objects.select_for_update(skip_locked=skip_locked).filter(pk=pk).first()
+            if host is None:
+                return None
+            if _reasons(request, host, groups)[0]:
+                raise _NoLongerFits
+            shift(host.pk, request.demand, +1)
+            return host
+    except _NoLongerFits:
         return None
-    shift(host.pk, request.demand, +1)
-    return host
+
+
+class _NoLongerFits(Exception):
+    pass
 
 
 def shift(host_id: int, demand: Demand, sign: int) -> None:
