@@ -33,7 +33,7 @@ VENDOR_STAMP := static/vendor/.paddock-vendor
 
 .PHONY: help run test test-system lint bench setup setup-test system system-browser \
 	python assets clean image testbed testbed-down bench-provision \
-	bench-collector bench-history bench-http bench-ws
+	bench-collector bench-history bench-http bench-ws bench-placement
 
 help:
 	@echo "make run    set up, migrate, seed the demo and run the panel (http://$(HOST):$(PORT)/)"
@@ -47,6 +47,7 @@ help:
 	@echo "make bench-history  one server's usage charts with 1,000 servers' history"
 	@echo "make bench-http  the API under 1/10/50 connections through the make-run server (wrk)"
 	@echo "make bench-ws  WebSocket fan-out: 100, 500, 2,000 clients at a sample a second"
+	@echo "make bench-placement  placement with 1,000 hosts and 50,000 servers vs the old algorithm"
 	@echo "make bench-provision  API request to guest ready line vs qemu-img + virsh (root)"
 	@echo "make clean  remove the tools, the venv, node_modules and the stamps (keeps var/)"
 
@@ -144,6 +145,11 @@ lint: python
 
 bench: python
 	$(VENV)/bin/python bench/api_list.py
+
+# Placement at fleet scale: orders/s, p50/p95, 200 orders at once, pack vs lower bound
+# (bench/placement.py; BENCH_PLACEMENT_ARGS="--orders 8000").
+bench-placement: python
+	$(VENV)/bin/python bench/placement.py $(BENCH_PLACEMENT_ARGS)
 
 # One stats collector pass over 1,000 guests (test driver): bulk read vs one call per guest.
 bench-collector: python

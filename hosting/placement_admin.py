@@ -86,7 +86,7 @@ class PlacementGroupForm(forms.ModelForm):
         fields = ["customer", "name", "rule", "servers"]
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = super().clean() or {}
         customer, servers = data.get("customer"), data.get("servers") or []
         others = [s.hostname for s in servers if customer and s.customer_id != customer.pk]
         if others:

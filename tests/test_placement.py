@@ -166,7 +166,7 @@ def test_room_held_for_a_move_counts_and_the_source_is_excluded(customer):
 def test_reserving_a_host_that_cannot_take_it_says_why(customer, plan, host):
     server = ServerFactory(customer=customer, plan=plan, host=host)
     maint = HostFactory(name="maint", maintenance=True)
-    with pytest.raises(NoCapacity, match="maint cannot take .*: maintenance"):
+    with pytest.raises(NoCapacity, match=r"maint cannot take .*: maintenance"):
         placement.reserve_target(server, host=maint)
     with pytest.raises(NoCapacity):
         placement.reserve_target(server)  # the only other host is in maintenance

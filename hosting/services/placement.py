@@ -5,10 +5,10 @@ The engine answers three questions, all from one set of rules (`_reasons`):
 - `claim(request)`: pick a host for a new server (or a move) and hold its room. The
   candidates are read without locks, filtered and ordered in SQL from the per-host usage
   counters (Host.alloc_*), so an order reads a handful of rows, not every server. Only
-  the chosen host's row is locked (SELECT ... FOR UPDATE, SKIP LOCKED first so that
-  concurrent orders fan out over the next best hosts), re-checked under the lock, and its
-  counters raised in the caller's transaction; a host that no longer fits is passed over
-  for the next. A host is never over-allocated: every change of a counter holds its row.
+  the chosen host's row is locked (SELECT ... FOR UPDATE; under spread SKIP LOCKED first,
+  so that concurrent orders fan out over the next best hosts), re-checked under the lock,
+  and its counters raised in the caller's transaction; a host that no longer fits is
+  passed over for the next. A host is never over-allocated: every change of a counter holds its row.
 - `evaluate(request)`: every host with its verdict (eligible, or the reasons why not),
   for the API (GET /api/v1/servers/<uuid>/placement/) and the admin.
 - `check_host(server, host)`: the reasons why `host` cannot take `server` now (a move's
@@ -174,19 +174,18 @@ class _Groups:
         )
         if lock:  # concurrent orders of one group see each other's choice
             list(groups.select_for_update().values_list("pk", flat=True))
-        members = (
-            PlacementGroup.servers.through.objects.filter(
-                placementgroup__in=groups, server__state__in=HOLDING_STATES
-            )
-            .exclude(server_id=request.server_id)
-            .values_list(
-                "placementgroup__rule",
-                "server__hostname",
-                "server__host_id",
-                "server__reserved_host_id",
-            )
+        members = PlacementGroup.servers.through.objects.filter(
+            placementgroup__in=groups, server__state__in=HOLDING_STATES
         )
-        for rule, hostname, host_id, reserved_id in members:
+        if request.server_id is not None:  # the server itself is no neighbour
+            members = members.exclude(server_id=request.server_id)
+        rows = members.values_list(
+            "placementgroup__rule",
+            "server__hostname",
+            "server__host_id",
+            "server__reserved_host_id",
+        )
+        for rule, hostname, host_id, reserved_id in rows:
             if rule == GroupRule.ANTI_AFFINITY:
                 for pk in (host_id, reserved_id):
                     if pk is not None:
@@ -392,13 +391,16 @@ def claim(request: PlacementRequest) -> Host:
     groups = _Groups.load(request, lock=True)
     policy = _policy(request)
     candidates = _candidates(request, groups, policy)
+    # spread: a host another order holds is passed over for the next best (orders fan
+    # out); pack: waited for, so that concurrent orders do not open empty hosts
+    skip = policy != PlacementPolicy.PACK
     busy: list[int] = []
     offset = 0
     while True:
         batch = list(candidates[offset : offset + BATCH])
         for host in batch:
             if not _reasons(request, host, groups)[0]:
-                chosen = _lock_and_take(request, groups, host.pk, skip_locked=True)
+                chosen = _lock_and_take(request, groups, host.pk, skip_locked=skip)
                 if chosen is not None:
                     return chosen
                 busy.append(host.pk)
