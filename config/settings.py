@@ -187,11 +187,14 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 EMBEDDED_REDIS_SOCKET = VAR_DIR / (f"redis-test-{os.getpid()}.sock" if TESTING else "redis.sock")
 REDIS_URL = env.str("REDIS_URL", default="") or f"unix://{EMBEDDED_REDIS_SOCKET}"
 
+# A test run on a shared Redis (REDIS_URL) keeps its keys and channel-layer groups apart
+# from another run's: their hosts and servers have the same ids.
+_REDIS_PREFIX = f"paddock-test-{os.getpid()}" if TESTING else "paddock"
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
-        "KEY_PREFIX": env.str("CACHE_PREFIX", default="paddock"),
+        "KEY_PREFIX": env.str("CACHE_PREFIX", default=_REDIS_PREFIX),
     }
 }
 # How old a cached console tail may be before a worker is asked for a fresh one.
@@ -210,7 +213,7 @@ _CHANNELS_BACKENDS = {
 CHANNELS_BACKEND = env.str("CHANNELS_BACKEND", default="core")
 _channel_layer_config: dict[str, object] = {
     "hosts": [REDIS_URL],
-    "prefix": env.str("CHANNELS_PREFIX", default="paddock"),
+    "prefix": env.str("CHANNELS_PREFIX", default=_REDIS_PREFIX),
 }
 if CHANNELS_BACKEND == "core":
     # every socket of a process shares one Redis list: 100 (the default) drops at 2,000
