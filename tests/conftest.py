@@ -55,6 +55,14 @@ def sqlite_wal_files_removed():
 
 
 @pytest.fixture(autouse=True)
+def zone_policies_read_again():
+    """Placement caches zone policies per process; a test's zones are rolled back."""
+    from hosting.services.placement import forget_zone_policies
+
+    forget_zone_policies()
+
+
+@pytest.fixture(autouse=True)
 def reset_test_driver():
     """Leave libvirt's in-process test driver as a new one: only its built-in `test`
     domain and an empty pool (tests share the driver's state within the process)."""

@@ -4,12 +4,39 @@ from decimal import Decimal
 
 from django.core.validators import MinValueValidator
 from django.db import models
+from django.db.models import F, Func, Value
+from django.db.models.functions import Coalesce
 
 from ..choices import BackendKind, DiskMode, HostState, PlacementPolicy, VirtKind, VirtType
 from ..querysets import HostQuerySet
 from ..validators import validate_libvirt_uri
 
 COUNTER_FIELDS = frozenset({"alloc_vcpus", "alloc_memory_mib", "alloc_disk_gib", "alloc_servers"})
+
+
+class WholePart(Func):
+    """The whole part of a non-negative number as an integer (capacity x overcommit, as
+    `int()` reads it in Host.vcpu_capacity): FLOOR()::bigint on PostgreSQL (a plain cast
+    rounds there), CAST AS INTEGER (which truncates) on SQLite."""
+
+    output_field = models.BigIntegerField()
+
+    def as_sql(self, compiler, connection, **extra_context):
+        extra_context.setdefault("template", "CAST(%(expressions)s AS INTEGER)")
+        return super().as_sql(compiler, connection, **extra_context)
+
+    def as_postgresql(self, compiler, connection, **extra_context):
+        return super().as_sql(
+            compiler, connection, template="FLOOR(%(expressions)s)::bigint", **extra_context
+        )
+
+
+def _room(capacity, reserve: str, alloc: str) -> models.GeneratedField:
+    return models.GeneratedField(
+        expression=capacity - Coalesce(F(reserve), Value(0)) - F(alloc),
+        output_field=models.BigIntegerField(),
+        db_persist=True,
+    )
 
 
 class Host(models.Model):
@@ -110,11 +137,22 @@ class Host(models.Model):
     alloc_memory_mib = models.PositiveBigIntegerField(default=0, editable=False)
     alloc_disk_gib = models.PositiveBigIntegerField(default=0, editable=False)
     alloc_servers = models.PositiveIntegerField(default=0, editable=False)
+    # What is left: capacity x overcommit, less the host's own reserve (Host.reserve_*,
+    # not the setting's default, which placement subtracts in its query) and the
+    # counters; computed by the database on every write, so that placement filters and
+    # orders hosts on plain integers (and an index) instead of decimal arithmetic per row.
+    room_vcpus = _room(WholePart(F("cpus") * F("cpu_overcommit")), "reserve_vcpus", "alloc_vcpus")
+    room_memory_mib = _room(
+        WholePart(F("memory_mib") * F("ram_overcommit")), "reserve_memory_mib", "alloc_memory_mib"
+    )
+    room_disk_gib = _room(F("disk_gib"), "reserve_disk_gib", "alloc_disk_gib")
 
     objects = HostQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
+        # placement's candidate query: the zone's hosts in order of free memory
+        indexes = [models.Index(fields=["zone", "room_memory_mib"], name="host_zone_room_idx")]
         permissions = [
             ("refresh_host", "Can refresh hosts from their hypervisor"),
             ("maintain_host", "Can put hosts into maintenance and take them out"),
@@ -134,7 +172,7 @@ class Host(models.Model):
             kwargs["update_fields"] = [
                 f.attname
                 for f in self._meta.concrete_fields
-                if not f.primary_key and f.attname not in COUNTER_FIELDS
+                if not f.primary_key and not f.generated and f.attname not in COUNTER_FIELDS
             ]
         super().save(*args, **kwargs)
 

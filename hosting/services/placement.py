@@ -34,21 +34,16 @@ the server; `recount` rebuilds them from the servers (the reconcile pass runs it
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from decimal import Decimal
+from dataclasses import dataclass, field, replace
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import (
-    DecimalField,
-    ExpressionWrapper,
-    F,
-    Q,
-    Sum,
-    Value,
-)
-from django.db.models.functions import Coalesce, Greatest
+from django.db.models import F, Q, Sum, Value
+from django.db.models.functions import Greatest
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
 
 from ..choices import GroupRule, HostState, PlacementPolicy, ServerState, VirtKind
 from ..models import Customer, Host, PlacementGroup, Plan, Server, Zone
@@ -205,10 +200,33 @@ def _policy(request: PlacementRequest) -> str:
     if request.policy:
         return request.policy
     if request.zone:
-        policy = Zone.objects.filter(name=request.zone).values_list("policy", flat=True).first()
+        policy = _zone_policies().get(request.zone)
         if policy:
             return policy
     return settings.PLACEMENT_POLICY
+
+
+# Zone policies as an order reads them: every zone's row, read again after ZONE_POLICY_TTL
+# seconds (and at once in this process when a zone is saved or deleted), so that an order
+# does not spend a query on it; another process sees an admin's change within the TTL.
+ZONE_POLICY_TTL = 5.0
+_zone_cache: tuple[float, dict[str, str]] | None = None
+
+
+def _zone_policies() -> dict[str, str]:
+    global _zone_cache
+    cached = _zone_cache
+    now = time.monotonic()
+    if cached is None or now - cached[0] > ZONE_POLICY_TTL:
+        cached = _zone_cache = (now, dict(Zone.objects.values_list("name", "policy")))
+    return cached[1]
+
+
+@receiver([post_save, post_delete], sender=Zone)
+def forget_zone_policies(**kwargs) -> None:
+    """The next order reads the zone policies again (a zone was saved or deleted)."""
+    global _zone_cache
+    _zone_cache = None
 
 
 def _own(request: PlacementRequest, host: Host) -> bool:
@@ -329,114 +347,251 @@ def check_host(server: Server, host: Host) -> list[str]:
     return reasons
 
 
-def _candidates(request: PlacementRequest, groups: _Groups, policy: str):
-    """The hosts that pass the rules SQL can check, best first (the Python rules are
-    applied to each row again in `_reasons`)."""
-    rv, rm, rd = (
-        settings.PLACEMENT_RESERVE_VCPUS,
-        settings.PLACEMENT_RESERVE_MEMORY_MIB,
-        settings.PLACEMENT_RESERVE_DISK_GIB,
-    )
-    decimal = DecimalField(max_digits=20, decimal_places=2)
-    qs = Host.objects.filter(state=HostState.ONLINE, maintenance=False, kind=request.kind)
-    if request.backend:
-        qs = qs.filter(backend=request.backend)
-    if request.zone:
-        qs = qs.filter(zone=request.zone)
-    if request.pinned_host_id is not None:
-        qs = qs.filter(pk=request.pinned_host_id)
-    if groups.allowed is not None:
-        qs = qs.filter(pk__in=list(groups.allowed))
-    if request.required_cpu:
-        qs = qs.filter(cpu_model__icontains=request.required_cpu)
-    excluded = set(request.exclude) | set(groups.forbidden)
-    if request.source_host_id is not None:
-        excluded.add(request.source_host_id)
-    if excluded:
-        qs = qs.exclude(pk__in=excluded)
-    d = request.demand
-    qs = qs.annotate(
-        free_vcpus=ExpressionWrapper(
-            F("cpus") * F("cpu_overcommit")
-            - Coalesce("reserve_vcpus", Value(rv))
-            - F("alloc_vcpus"),
-            output_field=decimal,
-        ),
-        free_memory=ExpressionWrapper(
-            F("memory_mib") * F("ram_overcommit")
-            - Coalesce("reserve_memory_mib", Value(rm))
-            - F("alloc_memory_mib"),
-            output_field=decimal,
-        ),
-        free_disk=ExpressionWrapper(
-            F("disk_gib") - Coalesce("reserve_disk_gib", Value(rd)) - F("alloc_disk_gib"),
-            output_field=decimal,
-        ),
-    ).filter(
-        free_vcpus__gte=Decimal(d.vcpus),
-        free_memory__gte=Decimal(d.memory_mib),
-        free_disk__gte=Decimal(d.disk_gib),
-    )
-    if policy == PlacementPolicy.PACK:
-        return qs.order_by("free_memory", "free_vcpus", "free_disk", "pk")
-    return qs.order_by("-free_memory", "-free_vcpus", "-free_disk", "pk")
+# --- claim: one statement per order ---------------------------------------------------------
+#
+# An order's claim is one SQL statement on PostgreSQL: pick the best of the first BATCH
+# hosts that pass the rules (read from the generated Host.room_* columns and the zone's
+# index), lock it (FOR UPDATE SKIP LOCKED under spread, so that concurrent orders fan out
+# over the next best hosts), re-check it under the lock (PostgreSQL re-evaluates the
+# conditions on the row's newest version) and raise its counters, returning the row. The
+# UPDATE repeats the room condition, so a counter is never raised past the capacity. The
+# rules that SQL cannot express the same way are checked again in Python on the row
+# returned (`_reasons`): a host failing them is given back and left out. Under pack, orders
+# wait for the first host instead of fanning out, each attempt in a savepoint that locks one
+# row, so an order never waits while it holds a host. SQLite (one writer at a time) reads
+# the candidates and raises the first fitting one's counters with a conditional UPDATE.
+
+_TABLE = Host._meta.db_table
+_FIELDS = list(Host._meta.concrete_fields)
+_ATTNAMES = [f.attname for f in _FIELDS]
+_COLUMNS = ", ".join(f'"{_TABLE}"."{f.column}"' for f in _FIELDS)
+_RAISE = (
+    "alloc_vcpus = alloc_vcpus + %s, alloc_memory_mib = alloc_memory_mib + %s, "
+    "alloc_disk_gib = alloc_disk_gib + %s, alloc_servers = alloc_servers + 1"
+)
+_converters: dict[str, list[tuple[int, list, object]]] = {}
+
+
+def _host_from_row(connection, row: Sequence) -> Host:
+    """A Host from a raw row of _COLUMNS, with the values Django's own query would give."""
+    converters = _converters.get(connection.vendor)
+    if converters is None:
+        converters = []
+        for i, f in enumerate(_FIELDS):
+            col = f.get_col(_TABLE)
+            fns = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
+            if fns:
+                converters.append((i, fns, col))
+        _converters[connection.vendor] = converters
+    values = list(row)
+    for i, fns, col in converters:
+        for fn in fns:
+            values[i] = fn(values[i], col, connection)
+    return Host.from_db(connection.alias, _ATTNAMES, values)
+
+
+@dataclass
+class _Query:
+    """The rules, the room and the policy's order of one request, as SQL over hosting_host."""
+
+    where: str
+    params: list
+    fits: str
+    fits_params: list
+    order: str
+
+    @classmethod
+    def of(cls, request: PlacementRequest, groups: _Groups, policy: str, vendor: str) -> _Query:
+        where = ["state = %s", "maintenance = %s", "kind = %s"]
+        params: list = [HostState.ONLINE, False, request.kind]
+        for column, value in (("backend", request.backend), ("zone", request.zone)):
+            if value:
+                where.append(f"{column} = %s")
+                params.append(value)
+        if request.pinned_host_id is not None:
+            where.append("id = %s")
+            params.append(request.pinned_host_id)
+        if groups.allowed is not None:
+            where.append(_in("id", groups.allowed, params))
+        excluded = set(request.exclude) | set(groups.forbidden)
+        if request.source_host_id is not None:
+            excluded.add(request.source_host_id)
+        if excluded:
+            where.append("NOT " + _in("id", excluded, params))
+        if request.required_cpu:
+            from django.db import connection
+
+            pattern = f"%{connection.ops.prep_for_like_query(request.required_cpu)}%"
+            if vendor == "postgresql":
+                where.append("UPPER(cpu_model) LIKE UPPER(%s)")
+            else:
+                where.append("cpu_model LIKE %s ESCAPE '\\'")
+            params.append(pattern)
+        if vendor == "postgresql":  # the host's reported networks and pools (else: Python)
+            for lists, own, asked in (
+                ("networks", "network", request.network),
+                ("storage_pools", "storage_pool", request.storage_pool),
+            ):
+                where.append(
+                    f"(jsonb_typeof({lists}) <> 'array' OR {lists} = '[]'::jsonb"
+                    f" OR {lists} ? COALESCE(NULLIF(%s, ''), {own}))"
+                )
+                params.append(asked)
+        free = _free_sql()
+        d = request.demand
+        fits = " AND ".join(f"{expr} >= %s" for expr in free)
+        fits_params = [d.memory_mib, d.vcpus, d.disk_gib]
+        direction = "" if policy == PlacementPolicy.PACK else " DESC"
+        order = ", ".join(f"{expr}{direction}" for expr in free) + ", id"
+        return cls(" AND ".join(where), params, fits, fits_params, order)
+
+    def candidates(self, limit: int, offset: int = 0) -> tuple[str, list]:
+        sql = (
+            f"SELECT {_COLUMNS} FROM {_TABLE} WHERE {self.where} AND {self.fits}"
+            f" ORDER BY {self.order} LIMIT {int(limit)} OFFSET {int(offset)}"
+        )
+        return sql, self.params + self.fits_params
+
+
+def _in(column: str, values: Iterable[int], params: list) -> str:
+    values = list(values)
+    if not values:
+        return "1 = 0"
+    params.extend(values)
+    return f"{column} IN ({', '.join(['%s'] * len(values))})"
+
+
+def _free_sql() -> tuple[str, str, str]:
+    """Free memory, vCPUs, disk as SQL: the generated room less the setting's reserve for
+    hosts without their own (nothing to subtract by default, so the index orders)."""
+    out = []
+    for column, reserve, default in (
+        ("room_memory_mib", "reserve_memory_mib", settings.PLACEMENT_RESERVE_MEMORY_MIB),
+        ("room_vcpus", "reserve_vcpus", settings.PLACEMENT_RESERVE_VCPUS),
+        ("room_disk_gib", "reserve_disk_gib", settings.PLACEMENT_RESERVE_DISK_GIB),
+    ):
+        default = int(default)
+        out.append(
+            f"({column} - CASE WHEN {reserve} IS NULL THEN {default} ELSE 0 END)"
+            if default
+            else column
+        )
+    return out[0], out[1], out[2]
 
 
 def claim(request: PlacementRequest) -> Host:
     """Choose a host for `request` and hold its room: the host's counters are raised in
     the caller's transaction (required), under the lock of that one host row. Raises
     NoCapacity when no host can take it."""
-    if not transaction.get_connection().in_atomic_block:
+    connection = transaction.get_connection()
+    if not connection.in_atomic_block:
         raise RuntimeError("placement.claim() must run inside the transaction that places")
     groups = _Groups.load(request, lock=True)
     policy = _policy(request)
-    candidates = _candidates(request, groups, policy)
-    # spread: a host another order holds is passed over for the next best (orders fan
-    # out); pack: waited for, so that concurrent orders do not open empty hosts
-    skip = policy != PlacementPolicy.PACK
-    busy: list[int] = []
-    offset = 0
+    refused: set[int] = set()  # hosts the Python rules turned down after SQL chose them
     while True:
-        batch = list(candidates[offset : offset + BATCH])
-        for host in batch:
-            if not _reasons(request, host, groups)[0]:
-                chosen = _lock_and_take(request, groups, host.pk, skip_locked=skip)
-                if chosen is not None:
-                    return chosen
-                busy.append(host.pk)
-        if len(batch) < BATCH:
-            break
-        offset += BATCH
-    for pk in busy:  # every fitting host was busy: wait for each in turn
-        chosen = _lock_and_take(request, groups, pk, skip_locked=False)
-        if chosen is not None:
-            return chosen
-    d = request.demand
-    kind = VirtKind(request.kind).label.lower() if request.kind in VirtKind.values else ""
-    raise NoCapacity(
-        f"No online {kind} host has room for {request.label or 'this server'} "
-        f"({d.vcpus} vCPU, {d.memory_mib} MiB, {d.disk_gib} GiB)."
-    )
-
-
-def _lock_and_take(
-    request: PlacementRequest, groups: _Groups, pk: int, *, skip_locked: bool
-) -> Host | None:
-    """Lock host `pk`, re-check it with its current counters and, if it still fits, raise
-    its counters; None if it is locked by another order (skip_locked) or no longer fits."""
-    try:
-        # in a savepoint: a host locked and found full is let go at once (its row lock is
-        # released with the savepoint), so an order never waits while holding another host
-        with transaction.atomic():
-            host = Host.objects.select_for_update(skip_locked=skip_locked).filter(pk=pk).first()
-            if host is None:
-                return None
-            if _reasons(request, host, groups)[0]:
-                raise _NoLongerFits
-            shift(host.pk, request.demand, +1)
+        query = _Query.of(
+            replace(request, exclude=request.exclude | refused) if refused else request,
+            groups,
+            policy,
+            connection.vendor,
+        )
+        if connection.vendor == "postgresql":
+            host = _claim_postgresql(connection, query, request.demand, policy)
+        else:
+            host = _claim_first_fitting(connection, query, request, groups)
+        if host is None:
+            d = request.demand
+            kind = VirtKind(request.kind).label.lower() if request.kind in VirtKind.values else ""
+            raise NoCapacity(
+                f"No online {kind} host has room for {request.label or 'this server'} "
+                f"({d.vcpus} vCPU, {d.memory_mib} MiB, {d.disk_gib} GiB)."
+            )
+        if not _reasons(request, host, groups, own=True)[0]:
             return host
-    except _NoLongerFits:
-        return None
+        shift(host.pk, request.demand, -1)  # a rule SQL did not see: give it back
+        refused.add(host.pk)
+
+
+def _claim_postgresql(connection, query: _Query, demand: Demand, policy: str) -> Host | None:
+    d = demand
+    both = query.params + query.fits_params
+    tail = [d.vcpus, d.memory_mib, d.disk_gib, *query.fits_params]  # the UPDATE's own
+    update = (
+        f" UPDATE {_TABLE} SET {_RAISE} FROM pick"
+        f" WHERE {_TABLE}.id = pick.id AND {query.fits} RETURNING {_COLUMNS}"
+    )
+    # the first host only, its lock waited for (pack; spread once waiting turns long)
+    first = (
+        f"WITH pick AS (SELECT id FROM {_TABLE} WHERE {query.where} AND {query.fits}"
+        f" ORDER BY {query.order} LIMIT 1){update}"
+    )
+    # the best of the first `batch` that no other order holds (spread)
+    free_one = (
+        f"WITH pick AS (SELECT id FROM {_TABLE} WHERE id IN (SELECT id FROM {_TABLE}"
+        f" WHERE {query.where} AND {query.fits} ORDER BY {query.order} LIMIT %s)"
+        f" AND {query.where} AND {query.fits} ORDER BY {query.order} LIMIT 1"
+        f" FOR UPDATE SKIP LOCKED){update}"
+    )
+    wait = policy == PlacementPolicy.PACK
+    waited = 0.0
+    batch = BATCH
+    with connection.cursor() as cursor:
+        while True:
+            if wait:
+                try:
+                    with transaction.atomic():  # a host found full is let go at once
+                        cursor.execute(first, both + tail)
+                        row = cursor.fetchone()
+                        if row is None:
+                            raise _NoLongerFits
+                except _NoLongerFits:
+                    row = None
+            else:
+                cursor.execute(free_one, [*both, batch, *both, *tail])
+                row = cursor.fetchone()
+            if row is not None:
+                return _host_from_row(connection, row)
+            # none taken: no host fits any more, or each one that fits is held by another
+            # order (whose commit changes its room): look again once that has moved on
+            cursor.execute(
+                f"SELECT 1 FROM {_TABLE} WHERE {query.where} AND {query.fits} LIMIT 1", both
+            )
+            if cursor.fetchone() is None:
+                return None
+            batch = 1_000_000  # every fitting host, not only the first BATCH
+            if not wait:
+                pause = min(0.0005 + waited / 10, 0.01)
+                time.sleep(pause)
+                waited += pause
+                wait = waited > 1.0  # held that long: queue for the first host instead
+
+
+def _claim_first_fitting(connection, query: _Query, request, groups: _Groups) -> Host | None:
+    """Read the candidates and raise the counters of the first that passes every rule and
+    still fits (a conditional UPDATE): SQLite, where one transaction writes at a time."""
+    d = request.demand
+    take = (
+        f"UPDATE {_TABLE} SET {_RAISE} WHERE id = %s AND {query.where} AND {query.fits}"
+        f" RETURNING {_COLUMNS}"
+    )
+    offset = 0
+    with connection.cursor() as cursor:
+        while True:
+            cursor.execute(*query.candidates(BATCH, offset))
+            rows = cursor.fetchall()
+            for row in rows:
+                host = _host_from_row(connection, row)
+                if _reasons(request, host, groups)[0]:
+                    continue
+                params = [d.vcpus, d.memory_mib, d.disk_gib, host.pk]
+                cursor.execute(take, params + query.params + query.fits_params)
+                taken = cursor.fetchone()
+                if taken is not None:
+                    return _host_from_row(connection, taken)
+            if len(rows) < BATCH:
+                return None
+            offset += BATCH
 
 
 class _NoLongerFits(Exception):
