@@ -527,11 +527,14 @@ def _claim_postgresql(connection, query: _Query, demand: Demand, policy: str) ->
         f" ORDER BY {query.order} LIMIT 1){update}"
     )
     # the best of the first `batch` that no other order holds (spread)
+    # (the first `batch` read once, in order, then locked by primary key: planned so
+    # whatever the table's statistics say)
     free_one = (
-        f"WITH pick AS (SELECT id FROM {_TABLE} WHERE id IN (SELECT id FROM {_TABLE}"
-        f" WHERE {query.where} AND {query.fits} ORDER BY {query.order} LIMIT %s)"
-        f" AND {query.where} AND {query.fits} ORDER BY {query.order} LIMIT 1"
-        f" FOR UPDATE SKIP LOCKED){update}"
+        f"WITH pick AS (SELECT id FROM {_TABLE} JOIN unnest(ARRAY(SELECT id FROM {_TABLE}"
+        f" WHERE {query.where} AND {query.fits} ORDER BY {query.order} LIMIT %s))"
+        f" WITH ORDINALITY AS top (top_id, rank) ON id = top_id"
+        f" WHERE {query.where} AND {query.fits} ORDER BY rank LIMIT 1"
+        f" FOR UPDATE OF {_TABLE} SKIP LOCKED){update}"
     )
     wait = policy == PlacementPolicy.PACK
     waited = 0.0
