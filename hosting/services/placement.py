@@ -384,9 +384,9 @@ def _host_from_row(connection, row: Sequence) -> Host:
                 converters.append((i, fns, col))
         _converters[connection.vendor] = converters
     values = list(row)
-    for i, fns, col in converters:
+    for i, fns, expression in converters:
         for fn in fns:
-            values[i] = fn(values[i], col, connection)
+            values[i] = fn(values[i], expression, connection)
     return Host.from_db(connection.alias, _ATTNAMES, values)
 
 
