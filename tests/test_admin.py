@@ -154,8 +154,17 @@ def test_admin_changes_are_audited(admin_client_):
 NOT_SHOWN = {
     "APIToken": {"digest"},  # never shown, not even read-only
     "Customer": {"members"},  # the Membership inline shows them
-    # placement's usage counters, shown together as "usage"
-    "Host": {"alloc_vcpus", "alloc_memory_mib", "alloc_disk_gib", "alloc_servers"},
+    # placement's usage counters, shown together as "usage" (with the free room, which
+    # the generated room_* columns hold for placement's query)
+    "Host": {
+        "alloc_vcpus",
+        "alloc_memory_mib",
+        "alloc_disk_gib",
+        "alloc_servers",
+        "room_vcpus",
+        "room_memory_mib",
+        "room_disk_gib",
+    },
     "Job": {"log"},  # shown as log_lines, one line each
     "Server": {"ssh_keys"},
 }
