@@ -267,6 +267,10 @@ CELERY_BEAT_SCHEDULE["check-transfer-quotas"] = {
     "task": "workers.tasks.check_transfer_quotas",
     "schedule": timedelta(minutes=5),
 }
+CELERY_BEAT_SCHEDULE["purge-expired-backups"] = {
+    "task": "workers.tasks.purge_expired_backups",
+    "schedule": timedelta(hours=1),
+}
 CELERY_BEAT_SCHEDULE["trim-stats"] = {
     "task": "workers.tasks.trim_stats",
     "schedule": timedelta(hours=1),
@@ -354,6 +358,21 @@ MEMORY_HARD_LIMIT = env.bool("PADDOCK_MEMORY_HARD_LIMIT", default=False)
 # Storage pools that Paddock defines on a host live under this directory.
 STORAGE_ROOT = env.str("PADDOCK_STORAGE_ROOT", default="/var/lib/paddock")
 IMAGE_STORE = env.path("PADDOCK_IMAGE_STORE", default=str(VAR_DIR / "images"))
+# --- Snapshots and backups ---------------------------------------------------------------
+# The backup store: a local (or NFS-mounted) directory; each object compressed (zstd) with
+# sha256 checksums of what is stored and of the content (hosting/backups/store.py).
+BACKUP_STORE = env.path("PADDOCK_BACKUP_STORE", default=str(VAR_DIR / "backups"))
+# Where restores assemble a disk from a backup chain before it is uploaded to the host.
+BACKUP_STAGING = env.path("PADDOCK_BACKUP_STAGING", default=str(VAR_DIR / "backup-staging"))
+# Backups of a terminated server are kept this many days; its customer can restore them
+# into a new server meanwhile.
+BACKUP_GRACE_DAYS = env.int("PADDOCK_BACKUP_GRACE_DAYS", default=7)
+# At most this many backups run at once on one host (others wait and are retried).
+BACKUPS_PER_HOST = env.int("PADDOCK_BACKUPS_PER_HOST", default=2)
+# An incremental chain is at most this long (a full backup and its incrementals).
+BACKUP_CHAIN_LENGTH = env.int("PADDOCK_BACKUP_CHAIN_LENGTH", default=7)
+# zstd level of stored objects (1 is fast and still shrinks empty space to nothing).
+BACKUP_COMPRESSION_LEVEL = env.int("PADDOCK_BACKUP_COMPRESSION_LEVEL", default=1)
 # The multi-host testbed (`manage.py testbed up`): hosts' addresses and their guests'.
 TESTBED_DIR = env.path("PADDOCK_TESTBED_DIR", default=str(VAR_DIR / "testbed"))
 TESTBED_SUBNET = env.str("PADDOCK_TESTBED_SUBNET", default="10.250.0.0/24")

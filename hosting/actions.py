@@ -49,6 +49,10 @@ class Action:
     # the Django permission a staff user (or the staff user behind a billing token) needs
     # (hosting/permissions.py); customers need none for their own servers
     permission: str = "hosting.power_server"
+    # True: a plain action on the server alone, with the generated API route, panel
+    # button and admin bulk action; False: one that takes more (a snapshot, a name, a
+    # backup) and has its own routes and forms, checked here all the same
+    plain: bool = True
 
     @property
     def slug(self) -> str:
@@ -139,8 +143,81 @@ ACTIONS: tuple[Action, ...] = (
     ),
 )
 
+# Snapshots and backups (hosting/services/snapshots.py and backups.py): their own routes
+# under the server (API) and their own panel section; the checks are the registry's.
+ON_HOST = frozenset({S.RUNNING, S.STOPPED, S.PAUSED})
+ACTIONS += (
+    Action(
+        JobKind.SNAPSHOT_CREATE,
+        "Take snapshot",
+        "camera",
+        "outline-primary",
+        ON_HOST,
+        capability="snapshots",
+        permission="hosting.snapshot_server",
+        plain=False,
+        description="Snapshot the server's disk (and its memory, when it runs).",
+    ),
+    Action(
+        JobKind.SNAPSHOT_REVERT,
+        "Revert",
+        "arrow-counterclockwise",
+        "outline-warning",
+        frozenset({S.RUNNING, S.STOPPED, S.PAUSED, S.ERROR}),
+        capability="snapshots",
+        permission="hosting.snapshot_server",
+        plain=False,
+        confirm="Revert {hostname} to this snapshot? The server is forced off; what was "
+        "written since, and the snapshots taken after it, are lost.",
+    ),
+    Action(
+        JobKind.SNAPSHOT_DELETE,
+        "Delete",
+        "trash3",
+        "outline-danger",
+        frozenset({S.RUNNING, S.STOPPED, S.PAUSED, S.ERROR}),
+        capability="snapshots",
+        permission="hosting.snapshot_server",
+        plain=False,
+        confirm="Delete this snapshot of {hostname}? The server's current disk is kept.",
+    ),
+    Action(
+        JobKind.BACKUP,
+        "Back up now",
+        "cloud-arrow-up",
+        "outline-primary",
+        ON_HOST,
+        capability="backup",
+        permission="hosting.backup_server",
+        plain=False,
+        description="Back up the server's disk to the backup store (incremental when "
+        "the chain allows).",
+    ),
+    Action(
+        JobKind.BACKUP_VERIFY,
+        "Verify",
+        "patch-check",
+        "outline-secondary",
+        frozenset(ServerState),  # reads the store only: also for deleted servers
+        permission="hosting.backup_server",
+        plain=False,
+    ),
+    Action(
+        JobKind.BACKUP_RESTORE,
+        "Restore",
+        "cloud-arrow-down",
+        "outline-danger",
+        frozenset({S.STOPPED}),
+        capability="backup",
+        permission="hosting.backup_server",
+        plain=False,
+        confirm="Restore {hostname} from this backup? Its disk and snapshots are replaced.",
+    ),
+)
+PLAIN_ACTIONS: tuple[Action, ...] = tuple(a for a in ACTIONS if a.plain)
+
 BY_KIND: dict[str, Action] = {a.kind: a for a in ACTIONS}
-BY_SLUG: dict[str, Action] = {a.slug: a for a in ACTIONS}
+BY_SLUG: dict[str, Action] = {a.slug: a for a in PLAIN_ACTIONS}
 
 
 class IllegalAction(Conflict):
@@ -185,6 +262,21 @@ def refusal(
     return None
 
 
+def refuse(action: Action, server, *, provider: bool) -> None:
+    """Raise IllegalAction when `action` cannot be asked on `server` now."""
+    from .backends import capabilities_of
+
+    reason = refusal(
+        action,
+        state=server.state,
+        suspended=server.suspended,
+        provider=provider,
+        capabilities=capabilities_of(server.host) if server.host is not None else None,
+    )
+    if reason:
+        raise IllegalAction(reason)
+
+
 def available(
     *,
     state: str,
@@ -195,7 +287,7 @@ def available(
     """The actions that may be asked now, in the registry's order."""
     return [
         a
-        for a in ACTIONS
+        for a in PLAIN_ACTIONS
         if refusal(
             a, state=state, suspended=suspended, provider=provider, capabilities=capabilities
         )

@@ -17,7 +17,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 
 from .access import Caller, caller_from_request
-from .actions import ACTIONS, Action
+from .actions import PLAIN_ACTIONS, Action
 from .choices import JobKind, ServerState
 from .models import (
     APIToken,
@@ -422,7 +422,7 @@ class ServerAdmin(ReadOnlyAdmin):
         "terminated_at",
     )
     inlines = [IPAddressInline, JobInline]
-    actions = [_server_action(entry) for entry in ACTIONS]
+    actions = [_server_action(entry) for entry in PLAIN_ACTIONS]
     # the placement constraints are the one thing staff edit here (audited)
     editable_fields = ("pinned_host", "required_cpu")
 

@@ -101,6 +101,12 @@ class JobKind(models.TextChoices):
     UNSUSPEND = "unsuspend", "Unsuspend"
     TERMINATE = "terminate", "Terminate"
     HOST_REFRESH = "host_refresh", "Refresh host"
+    SNAPSHOT_CREATE = "snapshot_create", "Take snapshot"
+    SNAPSHOT_REVERT = "snapshot_revert", "Revert to snapshot"
+    SNAPSHOT_DELETE = "snapshot_delete", "Delete snapshot"
+    BACKUP = "backup", "Back up"
+    BACKUP_VERIFY = "backup_verify", "Verify backup"
+    BACKUP_RESTORE = "backup_restore", "Restore backup"
 
 
 class JobStatus(models.TextChoices):
@@ -119,3 +125,28 @@ class TokenScope(models.TextChoices):
     BILLING = "billing", "Billing (acts for every customer)"
     CUSTOMER = "customer", "Customer (its own customer only)"
     READ = "read", "Read only"
+
+
+class SnapshotStatus(models.TextChoices):
+    CREATING = "creating", "Being taken"
+    READY = "ready", "Ready"
+    REVERTING = "reverting", "Reverting"
+    DELETING = "deleting", "Being deleted"
+    ERROR = "error", "Error"
+
+
+class BackupKind(models.TextChoices):
+    FULL = "full", "Full"
+    INCREMENTAL = "incremental", "Incremental"
+
+
+class BackupStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    COMPLETE = "complete", "Complete"
+    FAILED = "failed", "Failed"
+
+
+class Consistency(models.TextChoices):
+    FROZEN = "frozen", "Filesystems frozen (guest agent)"
+    CRASH = "crash-consistent", "Crash-consistent"

@@ -37,7 +37,12 @@ from .services.jobs import GaveUp, Heartbeat, LeaseLost
 log = logging.getLogger(__name__)
 
 # Modules whose import registers runners (loaded by HostingConfig.ready).
-RUNNER_MODULES = ("hosting.services.operations", "hosting.services.hosts")
+RUNNER_MODULES = (
+    "hosting.services.operations",
+    "hosting.services.hosts",
+    "hosting.services.snapshots",
+    "hosting.services.backups",
+)
 
 RunFn = Callable[["JobContext"], str]
 UndoFn = Callable[["JobContext", BaseException], None]

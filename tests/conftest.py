@@ -76,7 +76,7 @@ def reset_test_driver():
                 continue
             if dom.isActive():
                 dom.destroy()
-            dom.undefine()
+            dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
         pool = conn.storagePoolLookupByName("default-pool")
         for vol in pool.listAllVolumes(0):
             vol.delete(0)

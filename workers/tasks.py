@@ -34,6 +34,13 @@ def run_job(job_id: int) -> str:
 
 
 @shared_task(ignore_result=True)
+def purge_expired_backups() -> int:
+    from hosting.services.backups import purge_expired
+
+    return purge_expired()
+
+
+@shared_task(ignore_result=True)
 def requeue_stale_jobs() -> int:
     return job_service.requeue_stale()
 

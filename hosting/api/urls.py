@@ -1,6 +1,7 @@
 from rest_framework.routers import DefaultRouter
 
 from . import views
+from .backup_views import BackupViewSet
 from .placement import PlacementViewSet
 
 router = DefaultRouter()
@@ -12,5 +13,6 @@ router.register("servers", views.ServerViewSet)
 router.register("jobs", views.JobViewSet)
 router.register("ssh-keys", views.SSHKeyViewSet)
 router.register("placement", PlacementViewSet, basename="placement")
+router.register("backups", BackupViewSet)
 
 urlpatterns = router.urls

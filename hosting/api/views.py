@@ -9,7 +9,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from ..access import caller_from_request
-from ..actions import ACTIONS, Action
+from ..actions import PLAIN_ACTIONS, Action
 from ..choices import JobKind
 from ..filtersets import CustomerFilterSet, JobFilterSet, ServerFilterSet, SSHKeyFilterSet
 from ..models import Customer, Host, Image, IPAddress, Job, Plan, Server, SSHKey
@@ -21,6 +21,7 @@ from ..services.hosts import HOST_FIELDS, onboard_host, request_refresh
 from ..services.placement import PlacementRequest
 from . import serializers as s
 from .audience import serializer_for
+from .backup_views import ServerSnapshotRoutes
 from .lookups import IntegerLookupMixin
 from .permissions import (
     CatalogPermission,
@@ -154,7 +155,7 @@ def resolve_customer(view, customer: Customer | None) -> Customer:
     raise ValidationError({"customer": ["This field is required."]})
 
 
-class ServerViewSet(ScopedModelViewSet):
+class ServerViewSet(ServerSnapshotRoutes, ScopedModelViewSet):
     queryset = Server.objects.select_related("host").prefetch_related(
         Prefetch("addresses", queryset=IPAddress.objects.select_related("pool"))
     )
@@ -300,7 +301,7 @@ def _action_route(entry: Action):
     return schema(action(detail=True, methods=["post"], url_path=entry.slug)(route))
 
 
-for _entry in ACTIONS:
+for _entry in PLAIN_ACTIONS:
     if not _entry.api_delete:
         setattr(ServerViewSet, _entry.kind, _action_route(_entry))
 

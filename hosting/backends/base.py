@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, ClassVar
 from .capabilities import Capability
 from .errors import NotSupported
 from .power import PowerState
-from .spec import GuestSpec, Progress
+from .spec import ByteSink, GuestSpec, Progress
 from .stats import HostStats
 
 if TYPE_CHECKING:
@@ -34,6 +34,19 @@ class HostInfo:
     # the best virtualization the host offers: "kvm" (hardware), "qemu" (TCG, software
     # emulation), or the backend's own word ("test" for libvirt's test driver)
     virt_type: str = ""
+
+
+@dataclass(frozen=True)
+class DiskBackup:
+    """What `Backend.backup_disk` wrote: one disk's image in the sink."""
+
+    disk: str  # the guest's device name ("vda")
+    format: str  # the image format of what was streamed ("qcow2")
+    virtual_bytes: int  # the disk's size as the guest sees it
+    streamed_bytes: int  # bytes written to the sink
+    consistency: str  # "frozen" (guest agent) or "crash-consistent"
+    checkpoint: str
+    since: str | None = None
 
 
 class Backend(ABC):
@@ -117,6 +130,61 @@ class Backend(ABC):
         """Limit each direction of every network interface of the guest to `kbps`
         kilobits per second (None: no limit), now and across restarts."""
         raise NotSupported("This host's backend cannot limit bandwidth.")
+
+    # --- snapshots ---------------------------------------------------------------------
+    # A snapshot is named on the host by `key` (short, unique per guest); the database
+    # keeps its name, description and order. Reverting to a snapshot removes the ones
+    # taken after it (their states branch off a past that no longer exists).
+    def create_snapshot(
+        self, name: str, key: str, *, description: str = "", with_memory: bool = False
+    ) -> None:
+        """Take snapshot `key` of guest `name`: its disk, and its memory too when asked
+        and the guest runs. Taking one that exists already is a no-op."""
+        raise NotSupported("This host's backend cannot take snapshots.")
+
+    def revert_snapshot(self, name: str, key: str, *, with_memory: bool = False) -> None:
+        """Put the guest's disk back to snapshot `key` (the guest is forced off first); with
+        `with_memory` the guest runs on from the snapshot's memory, otherwise it stays
+        off. Snapshots taken after `key` are removed."""
+        raise NotSupported("This host's backend cannot revert snapshots.")
+
+    def delete_snapshot(self, name: str, key: str) -> None:
+        """Remove snapshot `key`, keeping the guest's current disk as it is (the
+        snapshot's data is merged into what depends on it). Gone already is fine."""
+        raise NotSupported("This host's backend cannot delete snapshots.")
+
+    def snapshot_keys(self, name: str) -> list[str]:
+        """The keys of the guest's snapshots on the host, oldest first."""
+        raise NotSupported("This host's backend cannot list snapshots.")
+
+    # --- backups ----------------------------------------------------------------------
+    def backup_disk(
+        self,
+        name: str,
+        *,
+        checkpoint: str,
+        since: str | None,
+        sink: ByteSink,
+        progress: Progress | None = None,
+    ) -> DiskBackup:
+        """Copy guest `name`'s disk as it is now into `sink` (a qcow2 image, streamed), and
+        leave checkpoint `checkpoint` for the next incremental. With `since` (an earlier
+        checkpoint) only the blocks written after it are in the image (an incremental);
+        a checkpoint the host no longer has raises `CheckpointMissing`. Works on a
+        running guest (crash-consistent, or frozen when the guest agent answers) and on a
+        stopped one."""
+        raise NotSupported("This host's backend cannot back up disks.")
+
+    def forget_checkpoints(self, name: str) -> None:
+        """Drop every checkpoint of the guest: the next backup must be a full one."""
+        return None
+
+    def replace_disk(self, name: str, *, source_path: str) -> None:
+        """Make the file at `source_path` (a qcow2 image on this machine) guest `name`'s
+        disk: uploaded to the host in place of its disk and snapshots, checkpoints
+        dropped. The guest must be off or not defined yet (a restore into a new server
+        uploads the disk before provisioning, which then keeps it)."""
+        raise NotSupported("This host's backend cannot restore disks.")
 
     # --- migration (the signatures of the migration issue; not built yet) -----------
     def check_migration(self, name: str, target: Backend, *, live: bool = True) -> list[str]:

@@ -100,6 +100,9 @@ def volume_xml(
     _sub(vol, "capacity", str(capacity_bytes), unit="bytes")
     target = _sub(vol, "target")
     _sub(target, "format", type=fmt)
+    if fmt == "qcow2":
+        # qcow2 v3: persistent dirty bitmaps (checkpoints for incremental backups) need it
+        _sub(target, "compat", "1.1")
     if backing_path:
         backing = _sub(vol, "backingStore")
         _sub(backing, "path", backing_path)

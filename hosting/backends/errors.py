@@ -32,3 +32,14 @@ class OperationTimeout(BackendError):
 class NotSupported(BackendError):
     """The backend (or this host's flavour of it) cannot do what was asked; see its
     `capabilities`. Not transient: asking again will not help."""
+
+
+class CheckpointMissing(BackendError):
+    """An incremental backup was asked from a checkpoint the host no longer has (the
+    guest was restored, or its chain was reset): take a full one."""
+
+
+class HostBusy(BackendError):
+    """The host runs as many of these operations as it may at once; try again later."""
+
+    transient = True

@@ -1,7 +1,7 @@
 """The libvirt backend: KVM/QEMU hosts (`qemu:///system`, `qemu+ssh://`, `qemu+tls://`,
 `qemu+tcp://`) and libvirt's in-process `test:///default` driver.
 
-With libvirt_connections, libvirt_stats and domain_xml, the only code that imports
+With libvirt_connections, libvirt_stats, libvirt_disks and domain_xml, the only code that imports
 libvirt. A GuestSpec becomes a domain with volumes in the host's storage pool: the
 image's base volume (uploaded once), the guest's disk `<name>-disk0.qcow2` (a qcow2
 overlay of the base or a full copy), the seed `<name>-seed.iso` (a NoCloud ISO on a
@@ -24,6 +24,7 @@ from .capabilities import Capability
 from .domain_xml import DomainSpec, dir_pool_xml, domain_xml, volume_xml
 from .errors import BackendError, ImageNotAvailable
 from .libvirt_connections import DEFAULT_CONNECT_TIMEOUT, connect, translated
+from .libvirt_disks import LibvirtDisksMixin
 from .libvirt_stats import STATE_MAP, STATS_GROUPS, guest_stats
 from .nocloud import seed_iso
 from .power import PowerState
@@ -39,7 +40,8 @@ log = logging.getLogger(__name__)
 GIB = 1024**3
 
 # QEMU through libvirt offers every capability; the test driver simulates guests that
-# never run code: no migration, no console output, no counters, no backups.
+# never run code: no migration, no console output, no counters, no backups (it has no
+# backup API); its snapshots are its own internal ones (hosting/backends/libvirt_disks.py).
 QEMU_CAPABILITIES = frozenset(Capability)
 TEST_DRIVER_CAPABILITIES = frozenset({Capability.PAUSE, Capability.SNAPSHOTS})
 
@@ -70,7 +72,7 @@ def _volume_format(vol: libvirt.virStorageVol) -> str:
 
 
 @register_backend(BackendKind.LIBVIRT)
-class LibvirtBackend(Backend):
+class LibvirtBackend(LibvirtDisksMixin, Backend):
     capabilities = QEMU_CAPABILITIES
 
     def __init__(
@@ -442,16 +444,23 @@ class LibvirtBackend(Backend):
             else:
                 if dom.isActive():
                     dom.destroy()
-                flags = libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
+                flags = (
+                    libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+                    | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
+                    | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+                    | libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA
+                )
                 try:
                     dom.undefineFlags(flags)
-                except libvirt.libvirtError:
-                    dom.undefine()
+                except libvirt.libvirtError:  # a driver without some of these flags
+                    dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
             pool = self._pool(create=False)
             if pool is None:
                 return
             pool.refresh(0)
-            for vol_name in [*volumes, self.console_log_volume(name)]:
+            # snapshot overlays, memory files and backup scratch files (libvirt_disks)
+            extra = [v for v in pool.listVolumes() if v.startswith(self.disk_files_prefixes(name))]
+            for vol_name in [*volumes, *extra, self.console_log_volume(name)]:
                 vol = self._volume(pool, vol_name)
                 if vol is not None:
                     vol.delete(0)

@@ -14,6 +14,8 @@ GIB = 1024**3
 
 # progress(percent, message): a backend reports each step of a long operation through it
 Progress = Callable[[int, str], None]
+# sink(chunk): where a backend streams the bytes it reads from a host (a backup store)
+ByteSink = Callable[[bytes], None]
 
 
 def no_progress(_percent: int, _message: str) -> None:

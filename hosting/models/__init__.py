@@ -1,4 +1,5 @@
 from .audit import AuditEvent
+from .backups import Backup, Snapshot
 from .catalog import Image, Plan
 from .customers import Customer, Membership, SSHKey
 from .hosts import Host, Zone
@@ -11,6 +12,7 @@ from .tokens import APIToken
 __all__ = [
     "APIToken",
     "AuditEvent",
+    "Backup",
     "Customer",
     "Host",
     "IPAddress",
@@ -24,6 +26,7 @@ __all__ = [
     "Server",
     "ServerStatsHour",
     "ServerStatsMinute",
+    "Snapshot",
     "TransferQuota",
     "Zone",
 ]

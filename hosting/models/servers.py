@@ -90,6 +90,8 @@ class Server(models.Model):
             ("power_server", "Can start, stop, reboot, pause and resume servers"),
             ("suspend_server", "Can suspend and unsuspend servers"),
             ("terminate_server", "Can terminate servers"),
+            ("snapshot_server", "Can take, revert and delete snapshots of servers"),
+            ("backup_server", "Can back up, verify and restore servers"),
         ]
 
     def __str__(self) -> str:

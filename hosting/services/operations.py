@@ -138,6 +138,16 @@ def provision(ctx: JobContext) -> str:
     server, backend = ctx.server, ctx.backend
     assert server is not None and server.host is not None
     ctx.set_state(ServerState.PROVISIONING)
+    if ctx.params.get("restore_backup"):
+        # a restore into a new server: its disk is the backup's, put there first (the
+        # provisioning keeps a disk that exists)
+        from ..models import Backup
+        from .backups import put_backup_disk
+
+        record = Backup.objects.filter(pk=ctx.params["restore_backup"]).first()
+        if record is None:
+            raise BackendError("The backup to restore was deleted.")
+        put_backup_disk(ctx, record, base=2, span=30)
     backend.provision(guest_spec(server), progress=ctx.progress)
     _wait_running(ctx, "did not start")
     return "Server is running"
@@ -265,4 +275,7 @@ def terminate(ctx: JobContext) -> str:
         placement.release(locked)  # its room on the host (and a move's target) is free
         locked.terminated_at = timezone.now()
         locked.save(update_fields=["terminated_at"])
+        from .backups import keep_after_termination
+
+        keep_after_termination(locked)
     return f"Server terminated; {freed} address(es) freed"

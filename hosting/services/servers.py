@@ -49,6 +49,7 @@ def create_server(
     zone: str = "",
     groups: Iterable[PlacementGroup] = (),
     caller: Caller,
+    job_params: dict | None = None,
 ) -> tuple[Server, Job]:
     """Place, record and queue a new server. Nothing is left behind if any step fails.
 
@@ -102,7 +103,7 @@ def create_server(
         if group_list:
             server.placement_groups.set(group_list)
         ipam.assign_addresses(server=server)
-        job = create_job(kind=JobKind.PROVISION, server=server, caller=caller)
+        job = create_job(kind=JobKind.PROVISION, server=server, params=job_params, caller=caller)
         audit.record(
             action="server.create",
             caller=caller,
@@ -116,6 +117,8 @@ def request_action(*, server: Server, action: str, caller: Caller) -> Job:
     """Accept an action from the registry (hosting/actions.py) for a worker to carry out,
     if the server's state and the caller allow it."""
     entry = get_action(action)
+    if not entry.plain:
+        raise IllegalAction(f"{entry.label} needs more than the server: use its own route.")
     access = caller.access
     if not access.can_write or not access.allows_customer(server.customer_id):
         raise NotPermitted(f"You cannot {entry.verb} this server.")
