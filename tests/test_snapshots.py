@@ -12,9 +12,12 @@ import pytest
 from hosting.choices import JobStatus, ServerState, SnapshotStatus
 from hosting.models import AuditEvent, Snapshot
 
-from .test_provisioning import domain_state, provisioned, wait_job  # noqa: F401
+from .test_provisioning import domain_state, wait_job
+from .test_provisioning import provisioned as _provisioned
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
+
+provisioned = _provisioned  # a server provisioned through the API on the test driver
 
 
 def snap_url(server, *rest: str) -> str:
