@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import keys, servers, staff, tokens
+from .views import backups, keys, servers, staff, tokens
 
 app_name = "dashboard"
 
@@ -14,6 +14,15 @@ urlpatterns = [
         servers.server_action,
         name="server-action",
     ),
+    path("servers/<uuid:uuid>/snapshots/", backups.snapshot_create, name="server-snapshot-create"),
+    path(
+        "servers/<uuid:uuid>/snapshots/<str:snapshot>/<slug:action>/",
+        backups.snapshot_action,
+        name="server-snapshot-action",
+    ),
+    path("servers/<uuid:uuid>/backups/", backups.backup_create, name="server-backup-create"),
+    path("servers/deleted/", backups.deleted_servers, name="deleted-servers"),
+    path("backups/<str:backup>/<slug:action>/", backups.backup_action, name="backup-action"),
     path("keys/", keys.key_list, name="key-list"),
     path("keys/<int:pk>/delete/", keys.key_delete, name="key-delete"),
     path("tokens/", tokens.token_list, name="token-list"),

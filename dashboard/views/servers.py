@@ -110,7 +110,14 @@ def live_context(request: HttpRequest, server: Server) -> dict:
         "addresses": sorted(server.addresses.all(), key=lambda a: (a.pool.family, a.address)),
         "ssh_keys": list(server.ssh_keys.all()),
         "show_host": access.is_staff,
+        **protection(request, server),
     }
+
+
+def protection(request: HttpRequest, server: Server) -> dict:
+    from .backups import protection_context
+
+    return protection_context(request, server)
 
 
 def get_server(request: HttpRequest, uuid) -> Server:

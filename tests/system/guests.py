@@ -7,7 +7,8 @@ import re
 import subprocess
 import time
 
-from hosting.models import Host
+from hosting.models import Host, Server
+from testbed.layout import TestbedHost
 
 BOOT_TIMEOUT = 180
 
@@ -77,3 +78,62 @@ def create(client, customer, plan, image, hostname, ssh_keys=()) -> tuple[str, d
     job = wait_job(client, resp.json()["id"])
     assert job["status"] == "succeeded", job
     return job["server"], job
+
+
+# --- snapshots and backups: jobs from a 202, and the disk seen from inside the host --------
+def succeeded(client, resp) -> dict:
+    """The job of a 202 response, once it ended; it must have succeeded."""
+    assert resp.status_code == 202, resp.content
+    job = wait_job(client, resp.json()["id"], timeout=300)
+    assert job["status"] == "succeeded", job
+    return {**resp.json(), **job}
+
+
+def testbed_host(host: Host) -> TestbedHost:
+    return TestbedHost(int(host.name.removeprefix("tb-hv")))
+
+
+def on_host(host: Host, *command: str) -> str:
+    """Run a command in the host's mount namespace (its libvirtd's), where the paths of
+    its volumes are the ones libvirt reports."""
+    pid = testbed_host(host).pidfile.read_text().strip()
+    done = subprocess.run(
+        ["nsenter", "-t", pid, "-m", *command], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, f"{command} failed: {done.stderr or done.stdout}"
+    return done.stdout
+
+
+def disk_top(server: Server) -> str:
+    """The file a server's guest writes to (the top of its disk's qcow2 chain)."""
+    from hosting.backends import get_backend
+
+    backend = get_backend(server.host)
+    return backend._chain(backend.conn.lookupByName(server.domain_name))[0]  # type: ignore[attr-defined]
+
+
+def write_pattern(server: Server, byte: int, offset: int, length: int) -> None:
+    """Write `length` bytes of `byte` at `offset` of the stopped guest's disk."""
+    command = f"write -P {byte:#x} {offset} {length}"
+    on_host(server.host, "qemu-io", "-f", "qcow2", "-c", command, disk_top(server))
+
+
+def has_pattern(server: Server, byte: int, offset: int, length: int) -> bool:
+    pid = testbed_host(server.host).pidfile.read_text().strip()
+    done = subprocess.run(
+        ["nsenter", "-t", pid, "-m", "qemu-io", "-f", "qcow2", "-r", "-c",
+         f"read -P {byte:#x} {offset} {length}", disk_top(server)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    return done.returncode == 0 and "Pattern verification failed" not in done.stdout
+
+
+def disk_sha256(server: Server) -> str:
+    """The sha256 of what the stopped guest sees on its disk (the whole chain, as raw)."""
+    raw = f"/tmp/paddock-disk-{server.uuid}.raw"
+    try:
+        top = disk_top(server)
+        on_host(server.host, "qemu-img", "convert", "-f", "qcow2", "-O", "raw", top, raw)
+        return on_host(server.host, "sha256sum", raw).split()[0]
+    finally:
+        on_host(server.host, "rm", "-f", raw)
