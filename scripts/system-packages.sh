@@ -12,6 +12,8 @@
 #   library contains the test:///default driver the demo host and the tests use. A real
 #   qemu:///system host also needs libvirt-daemon-system and qemu-system-x86 (--system).
 # - python3-venv: the tools venv that uv is installed into.
+# - qemu-utils: qemu-img, with which a worker rebuilds a disk from a backup chain for a
+#   restore (hosting/backups/images.py).
 # - nodejs, npm: the front-end assets (skipped when npm is already on PATH, e.g. from a
 #   nodejs package that bundles npm).
 # - chromium (--browser): Debian's Chromium for the Playwright browser tests.
@@ -33,7 +35,7 @@ case "${1:-}" in
     --bench) bench=true ;;
 esac
 
-required=(libvirt-dev pkg-config gcc python3-dev python3-venv)
+required=(libvirt-dev pkg-config gcc python3-dev python3-venv qemu-utils)
 command -v npm >/dev/null 2>&1 || required+=(nodejs npm)
 if $system; then
     required+=(libvirt-daemon-system qemu-system-x86 qemu-utils iproute2 e2fsprogs dnsmasq-base

@@ -631,3 +631,87 @@ def test_console_shows_the_tail_and_what_follows_without_polling(
     # the page never polled for the console
     assert not [url for url in requests if "/console/" in url]
     cache.delete(f"console:{server.uuid}")
+
+
+def test_snapshots_and_a_deleted_servers_backup_in_the_panel(
+    live_asgi_url,
+    page,
+    celery_worker,
+    leave_no_domains,
+    owner,
+    customer,
+    plan,
+    image,
+    host,
+    pool,
+    settings,
+    tmp_path,
+):
+    """Snapshots taken, reverted and deleted on the server page; a terminated server's
+    backup restored into a new server from "Deleted servers" (on the test driver, whose
+    disks hold nothing: the backup is a real, empty qcow2 in a real store)."""
+    import subprocess
+
+    from django.utils import timezone
+
+    from hosting.access import Caller
+    from hosting.backups.store import LocalStore
+    from hosting.choices import BackupStatus
+    from hosting.models import Backup, Job
+    from hosting.services.backups import object_key
+    from hosting.services.servers import create_server
+
+    from .factories import ServerFactory
+
+    settings.BACKUP_STORE = str(tmp_path / "store")
+    settings.BACKUP_STAGING = str(tmp_path / "staging")
+    plan.snapshot_slots = 2
+    plan.save()
+    server, job = create_server(
+        customer=customer, plan=plan, image=image, hostname="snappy", caller=Caller(user=owner)
+    )
+    deadline = time.monotonic() + 30
+    while Job.objects.get(pk=job.pk).status != JobStatus.SUCCEEDED:
+        assert time.monotonic() < deadline, Job.objects.get(pk=job.pk).log
+        time.sleep(0.2)
+
+    log_in(page, live_asgi_url, owner)
+    page.goto(f"{live_asgi_url}/servers/{server.uuid}/")
+    page.fill("#snap-name", "before upgrade")
+    page.click('[data-action="snapshot-create"]')
+    page.wait_for_selector('[data-snapshot] .badge:has-text("Ready")')
+    assert page.locator('[data-role="snapshot-slots"]').inner_text() == "1 of 2 slots"
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click('[data-action="snapshot-revert"]')
+    page.wait_for_selector('[data-role="server-state"][data-state="stopped"]')
+    page.wait_for_selector('[data-action="snapshot-delete"]:not([disabled])')
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click('[data-action="snapshot-delete"]')
+    page.wait_for_selector("[data-snapshot]", state="detached")
+    assert not server.snapshots.exists()
+
+    # a server terminated with a backup kept; its customer restores it into a new one
+    old = ServerFactory(
+        customer=customer, plan=plan, image=image, host=host, hostname="gone",
+        state=ServerState.TERMINATED, terminated_at=timezone.now(),
+    )  # fmt: skip
+    backup = Backup.objects.create(
+        server=old, customer=customer, status=BackupStatus.COMPLETE, completed_at=timezone.now()
+    )
+    disk = tmp_path / "disk.qcow2"
+    subprocess.run(["qemu-img", "create", "-f", "qcow2", str(disk), "64M"], check=True)
+    with LocalStore(settings.BACKUP_STORE).put(object_key(backup)) as writer:
+        writer.write(disk.read_bytes())
+        stored = writer.close()
+    backup.manifest = {"disks": [{"name": "vda", "format": "qcow2", "object": stored.as_dict()}]}
+    backup.save()
+    page.goto(f"{live_asgi_url}/")
+    page.click("text=Deleted servers")
+    row = page.locator(f'[data-backup="{backup.uuid}"]')
+    row.locator("input[name=hostname]").fill("phoenix")
+    row.locator('[data-action="backup-restore-new"]').click()
+    page.wait_for_url(f"{live_asgi_url}/servers/*/")
+    page.wait_for_selector('[data-role="server-state"][data-state="running"]')
+    reborn = Server.objects.get(hostname="phoenix")
+    assert reborn.jobs.get().params == {"restore_backup": backup.pk}
+    assert "Reading the backup" in " ".join(reborn.jobs.get().log)
