@@ -271,6 +271,10 @@ CELERY_BEAT_SCHEDULE["purge-expired-backups"] = {
     "task": "workers.tasks.purge_expired_backups",
     "schedule": timedelta(hours=1),
 }
+CELERY_BEAT_SCHEDULE["backup-policies"] = {
+    "task": "workers.tasks.run_backup_policies",
+    "schedule": timedelta(minutes=5),
+}
 CELERY_BEAT_SCHEDULE["trim-stats"] = {
     "task": "workers.tasks.trim_stats",
     "schedule": timedelta(hours=1),

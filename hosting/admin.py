@@ -22,6 +22,8 @@ from .choices import JobKind, ServerState
 from .models import (
     APIToken,
     AuditEvent,
+    Backup,
+    BackupPolicy,
     Customer,
     Host,
     Image,
@@ -34,6 +36,7 @@ from .models import (
     Server,
     ServerStatsHour,
     ServerStatsMinute,
+    Snapshot,
     SSHKey,
     TransferQuota,
     Zone,
@@ -796,3 +799,45 @@ class TransferQuotaAdmin(ReadOnlyAdmin):
         for quota in quotas:
             lift_transfer_limit(server=quota.server, caller=caller)
         self.message_user(request, f"Lifted {len(quotas)} limit(s).", messages.SUCCESS)
+
+
+@admin.register(Snapshot)
+class SnapshotAdmin(ReadOnlyAdmin):
+    """Snapshots are taken, reverted and deleted through the services (jobs)."""
+
+    list_display = ["name", "server", "status", "with_memory", "created_at"]
+    list_filter = ["status", "with_memory"]
+    search_fields = ["name", "server__hostname", "server__uuid"]
+    list_select_related = ["server"]
+    fields = readonly_fields = (
+        "uuid", "server", "name", "description", "with_memory", "status", "error", "created_at",
+    )  # fmt: skip
+
+
+@admin.register(Backup)
+class BackupAdmin(ReadOnlyAdmin):
+    """Backups are made, verified, restored and deleted through the services (jobs)."""
+
+    list_display = [
+        "created_at", "server", "customer", "kind", "status", "scheduled", "stored_bytes",
+        "consistency", "verified_ok", "expires_at",
+    ]  # fmt: skip
+    list_filter = ["status", "kind", "scheduled", "consistency", "verified_ok"]
+    search_fields = ["uuid", "server__hostname", "server__uuid", "customer__name"]
+    list_select_related = ["server", "customer"]
+    date_hierarchy = "created_at"
+    fields = readonly_fields = (
+        "uuid", "server", "customer", "kind", "parent", "status", "scheduled", "note",
+        "consistency", "checkpoint", "stored_bytes", "disk_bytes", "manifest", "error",
+        "created_at", "completed_at", "verified_at", "verified_ok", "expires_at",
+    )  # fmt: skip
+
+
+@admin.register(BackupPolicy)
+class BackupPolicyAdmin(AuditedAdmin):
+    list_display = [
+        "__str__", "enabled", "frequency", "window_start_hour", "window_hours",
+        "keep_daily", "keep_weekly",
+    ]  # fmt: skip
+    list_filter = ["enabled", "frequency"]
+    autocomplete_fields = ["server"]

@@ -150,3 +150,8 @@ class BackupStatus(models.TextChoices):
 class Consistency(models.TextChoices):
     FROZEN = "frozen", "Filesystems frozen (guest agent)"
     CRASH = "crash-consistent", "Crash-consistent"
+
+
+class BackupFrequency(models.TextChoices):
+    DAILY = "daily", "Daily"
+    WEEKLY = "weekly", "Weekly"

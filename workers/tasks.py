@@ -41,6 +41,13 @@ def purge_expired_backups() -> int:
 
 
 @shared_task(ignore_result=True)
+def run_backup_policies() -> dict:
+    from hosting.services.backup_policies import run_policies
+
+    return run_policies()
+
+
+@shared_task(ignore_result=True)
 def requeue_stale_jobs() -> int:
     return job_service.requeue_stale()
 

@@ -1,5 +1,5 @@
 from .audit import AuditEvent
-from .backups import Backup, Snapshot
+from .backups import Backup, BackupPolicy, Snapshot
 from .catalog import Image, Plan
 from .customers import Customer, Membership, SSHKey
 from .hosts import Host, Zone
@@ -13,6 +13,7 @@ __all__ = [
     "APIToken",
     "AuditEvent",
     "Backup",
+    "BackupPolicy",
     "Customer",
     "Host",
     "IPAddress",

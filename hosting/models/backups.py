@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import uuid
 
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
-from ..choices import BackupKind, BackupStatus, Consistency, SnapshotStatus
+from ..choices import BackupFrequency, BackupKind, BackupStatus, Consistency, SnapshotStatus
 from ..querysets import RestrictedQuerySet
+from .catalog import Plan
 from .customers import Customer
 from .servers import Server
 
@@ -59,8 +61,9 @@ class BackupQuerySet(RestrictedQuerySet):
         return self.filter(status=BackupStatus.COMPLETE)
 
     def counted(self) -> BackupQuerySet:
-        """The backups that take one of the plan's slots."""
-        return self.exclude(status=BackupStatus.FAILED)
+        """The backups that take one of the plan's slots: on-demand ones that did not
+        fail (scheduled ones are bounded by their policy's retention instead)."""
+        return self.exclude(status=BackupStatus.FAILED).filter(scheduled=False)
 
 
 class Backup(models.Model):
@@ -82,6 +85,8 @@ class Backup(models.Model):
         max_length=16, choices=BackupStatus.choices, default=BackupStatus.PENDING, db_index=True
     )
     note = models.CharField(max_length=200, blank=True, default="")
+    # made by a policy (hosting/services/backup_policies.py), not asked for
+    scheduled = models.BooleanField(default=False)
     consistency = models.CharField(max_length=20, choices=Consistency.choices, blank=True)
     # the libvirt checkpoint (QEMU dirty bitmap) the next incremental starts from
     checkpoint = models.CharField(max_length=100, blank=True, default="")
@@ -115,3 +120,47 @@ class Backup(models.Model):
             assert parent is not None
             links.insert(0, parent)
         return links
+
+
+class BackupPolicy(models.Model):
+    """When a server is backed up by itself and how many of those backups are kept: for
+    every server of a plan, or for one server (which then ignores its plan's)."""
+
+    plan = models.OneToOneField(
+        Plan, on_delete=models.CASCADE, related_name="backup_policy", null=True, blank=True
+    )
+    server = models.OneToOneField(
+        Server, on_delete=models.CASCADE, related_name="backup_policy", null=True, blank=True
+    )
+    enabled = models.BooleanField(default=True)
+    frequency = models.CharField(
+        max_length=8, choices=BackupFrequency.choices, default=BackupFrequency.DAILY
+    )
+    weekday = models.PositiveSmallIntegerField(
+        default=6, validators=[MaxValueValidator(6)], help_text="Weekly: 0 Monday ... 6 Sunday."
+    )
+    window_start_hour = models.PositiveSmallIntegerField(
+        default=2, validators=[MaxValueValidator(23)], help_text="UTC hour the window opens."
+    )
+    window_hours = models.PositiveSmallIntegerField(
+        default=4,
+        validators=[MinValueValidator(1), MaxValueValidator(23)],
+        help_text="Each server starts at its own moment inside the window (jitter), so a "
+        "host's servers do not all start at once.",
+    )
+    keep_daily = models.PositiveSmallIntegerField(default=7)
+    keep_weekly = models.PositiveSmallIntegerField(default=4)
+
+    class Meta:
+        verbose_name_plural = "backup policies"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(plan__isnull=True) ^ models.Q(server__isnull=True),
+                name="backup_policy_for_a_plan_or_a_server",
+                violation_error_message="A policy is for a plan or for a server, not both.",
+            )
+        ]
+
+    def __str__(self) -> str:
+        what = f"plan {self.plan}" if self.plan_id else f"server {self.server}"
+        return f"{self.get_frequency_display()} backups of {what}"

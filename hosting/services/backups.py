@@ -86,15 +86,16 @@ def _parent_for(server: Server) -> Backup | None:
 
 
 def request_backup(
-    *, server: Server, caller: Caller, note: str = "", full: bool = False
+    *, server: Server, caller: Caller, note: str = "", full: bool = False, scheduled: bool = False
 ) -> tuple[Backup, Job]:
-    """Queue a backup of `server`: incremental when its chain allows, unless `full`."""
+    """Queue a backup of `server`: incremental when its chain allows, unless `full`. An
+    on-demand one takes one of the plan's slots; a `scheduled` one (a policy's) not."""
     _check_caller(server, JobKind.BACKUP, caller)
     with transaction.atomic():
         locked = lock_server(server.pk)
         refuse(get_action(JobKind.BACKUP), locked, provider=caller.is_provider)
         slots = locked.plan.backup_slots
-        if Backup.objects.filter(server=locked).counted().count() >= slots:
+        if not scheduled and Backup.objects.filter(server=locked).counted().count() >= slots:
             raise Conflict(
                 f"All {slots} backup slot(s) of the plan are in use: delete a backup first."
             )
@@ -105,6 +106,7 @@ def request_backup(
             kind=BackupKind.INCREMENTAL if parent else BackupKind.FULL,
             parent=parent,
             note=note[:200],
+            scheduled=scheduled,
         )
         job = create_job(
             kind=JobKind.BACKUP, server=locked, params={"backup": backup.pk}, caller=caller
@@ -219,23 +221,32 @@ def keep_after_termination(server: Server) -> None:
     Backup.objects.filter(server=server, expires_at__isnull=True).update(expires_at=expires)
 
 
-def purge_expired() -> int:
-    """Remove the backups whose grace period is over (their server was terminated)."""
+def remove_backups(backups: list[Backup], *, reason: str) -> int:
+    """Delete backups that nothing builds on (leaves of their chains), without a caller:
+    Paddock's own doing (expiry, retention)."""
     store = get_store()
     count = 0
-    for backup in Backup.objects.filter(expires_at__lt=timezone.now()).order_by("-created_at"):
+    for backup in backups:
         with transaction.atomic():
             doomed = _descendants(backup)
             keys = [object_key(b) for b in doomed]
             for b in reversed(doomed):
                 b.delete()
             audit.record(
-                action="backup.expire", target=backup.server, details={"backups": len(doomed)}
+                action=f"backup.{reason}",
+                target=backup.server,
+                details={"backups": [str(b.uuid) for b in doomed]},
             )
         for key in keys:
             store.delete(key)
         count += len(doomed)
     return count
+
+
+def purge_expired() -> int:
+    """Remove the backups whose grace period is over (their server was terminated)."""
+    expired = Backup.objects.filter(expires_at__lt=timezone.now(), parent__isnull=True)
+    return remove_backups(list(expired.select_related("server")), reason="expire")
 
 
 # --- the jobs -----------------------------------------------------------------------------
