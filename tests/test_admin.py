@@ -222,11 +222,11 @@ def test_adding_a_host_in_the_admin_reads_it_from_the_hypervisor(
     assert [(e.action, e.actor) for e in events] == [("host.create", job.requested_by)]
 
 
-def test_every_registry_action_is_an_admin_action(admin_client_, server):
-    from hosting.actions import ACTIONS
+def test_every_plain_registry_action_is_an_admin_action(admin_client_, server):
+    from hosting.actions import PLAIN_ACTIONS
 
     page = admin_client_.get(reverse("admin:hosting_server_changelist")).content.decode()
-    for entry in ACTIONS:
+    for entry in PLAIN_ACTIONS:  # the others (snapshots, backups) take more than a server
         assert f'value="action_{entry.kind}"' in page, entry.kind
 
 

@@ -228,12 +228,22 @@ def test_filters_do_not_reveal_other_customers_or_hosts(owner_client, other_cust
     assert owner_client.get(f"/api/v1/jobs/?host={host.pk}").status_code == 400
 
 
-def test_every_registry_action_has_its_api_route(billing_client, server):
-    from hosting.actions import ACTIONS
+def test_every_plain_registry_action_has_its_api_route(billing_client, server):
+    from hosting.actions import PLAIN_ACTIONS
 
     schema = billing_client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
-    for entry in ACTIONS:
+    for entry in PLAIN_ACTIONS:  # snapshots and backups have routes of their own
         if entry.api_delete:
             assert "delete" in schema["paths"]["/api/v1/servers/{uuid}/"]
         else:
             assert "post" in schema["paths"][f"/api/v1/servers/{{uuid}}/{entry.slug}/"]
+
+
+def test_snapshot_and_backup_routes_are_in_the_schema(billing_client):
+    paths = billing_client.get("/api/schema/", HTTP_ACCEPT="application/json").json()["paths"]
+    assert {"get", "post"} <= set(paths["/api/v1/servers/{uuid}/snapshots/"])
+    assert {"get", "delete"} <= set(paths["/api/v1/servers/{uuid}/snapshots/{snapshot_id}/"])
+    assert "post" in paths["/api/v1/servers/{uuid}/snapshots/{snapshot_id}/revert/"]
+    assert {"get", "post"} <= set(paths["/api/v1/servers/{uuid}/backups/"])
+    for route in ("verify", "restore", "restore-new"):
+        assert "post" in paths[f"/api/v1/backups/{{uuid}}/{route}/"]

@@ -23,7 +23,10 @@ from hosting.services.tokens import issue_token
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 PACKAGE = "paddock_client"
-RESOURCES = {"customers", "plans", "images", "hosts", "servers", "jobs", "ssh_keys", "placement"}
+RESOURCES = {
+    *("customers", "plans", "images", "hosts", "servers", "jobs", "ssh_keys"),
+    *("placement", "backups"),
+}
 
 
 @pytest.fixture

@@ -18,8 +18,11 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from hosting.access import caller_from_request
+from hosting.actions import ACTIONS, refusal
+from hosting.backends import capabilities_of
 from hosting.choices import BackupStatus
 from hosting.models import Backup, Server
+from hosting.permissions import caller_may
 from hosting.services import backups as backup_service
 from hosting.services import snapshots as snapshot_service
 from hosting.services.errors import NotPermitted, ServiceError
@@ -35,10 +38,33 @@ def _uuid(value) -> uuid_lib.UUID:
         raise Http404("No such object.") from None
 
 
+def allowed_actions(request: HttpRequest, server: Server) -> dict[str, bool]:
+    """Which snapshot and backup actions this caller may ask on `server` now (the same
+    registry check as the services'), by kind: the page offers only those."""
+    caller = caller_from_request(request)
+    if not caller.access.can_write:
+        return {}
+    capabilities = capabilities_of(server.host) if server.host is not None else None
+    return {
+        a.kind: caller_may(caller, a.kind)
+        and refusal(
+            a,
+            state=server.state,
+            suspended=server.suspended,
+            provider=caller.is_provider,
+            capabilities=capabilities,
+        )
+        is None
+        for a in ACTIONS
+        if not a.plain
+    }
+
+
 def protection_context(request: HttpRequest, server: Server) -> dict:
     """What the snapshots and backups section of a server page shows."""
     backups = list(server.backups.select_related("parent"))
     return {
+        "allowed": allowed_actions(request, server),
         "snapshots": list(server.snapshots.all()),
         "backups": backups,
         "snapshot_slots": server.plan.snapshot_slots,

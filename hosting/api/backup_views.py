@@ -37,6 +37,10 @@ from .backup_serializers import (
 )
 from .viewsets import ScopedViewSetMixin
 
+SNAPSHOT_ID = OpenApiParameter(
+    "snapshot_id", str, OpenApiParameter.PATH, description="The snapshot's uuid."
+)
+
 
 def parse_uuid(value: str) -> uuid_lib.UUID:
     try:
@@ -88,12 +92,14 @@ class ServerSnapshotRoutes(viewsets.GenericViewSet):
 
     @extend_schema(
         methods=["get"],
+        parameters=[SNAPSHOT_ID],
         responses={200: SnapshotSerializer},
         request=None,
         description="One snapshot.",
     )
     @extend_schema(
         methods=["delete"],
+        parameters=[SNAPSHOT_ID],
         responses={202: s.JobSerializer},
         request=None,
         description="Delete the snapshot (its data is merged into the disk); 202 with the job.",
@@ -113,6 +119,7 @@ class ServerSnapshotRoutes(viewsets.GenericViewSet):
         return job_response(self, job)
 
     @extend_schema(
+        parameters=[SNAPSHOT_ID],
         request=None,
         responses={202: s.JobSerializer},
         description="Revert the server to the snapshot: it is forced off; a snapshot with "
