@@ -365,7 +365,11 @@ IMAGE_STORE = env.path("PADDOCK_IMAGE_STORE", default=str(VAR_DIR / "images"))
 # --- Snapshots and backups ---------------------------------------------------------------
 # The backup store: a local (or NFS-mounted) directory; each object compressed (zstd) with
 # sha256 checksums of what is stored and of the content (hosting/backups/store.py).
-BACKUP_STORE = env.path("PADDOCK_BACKUP_STORE", default=str(VAR_DIR / "backups"))
+# Or an SSH server: sftp://user@host:port/path, with the private key BACKUP_STORE_SSH_KEY
+# (and the server's key in ~/.ssh/known_hosts or BACKUP_STORE_KNOWN_HOSTS).
+BACKUP_STORE = env.str("PADDOCK_BACKUP_STORE", default=str(VAR_DIR / "backups"))
+BACKUP_STORE_SSH_KEY = env.str("PADDOCK_BACKUP_STORE_SSH_KEY", default="")
+BACKUP_STORE_KNOWN_HOSTS = env.str("PADDOCK_BACKUP_STORE_KNOWN_HOSTS", default="")
 # Where restores assemble a disk from a backup chain before it is uploaded to the host.
 BACKUP_STAGING = env.path("PADDOCK_BACKUP_STAGING", default=str(VAR_DIR / "backup-staging"))
 # Backups of a terminated server are kept this many days; its customer can restore them

@@ -17,6 +17,9 @@
 # - nodejs, npm: the front-end assets (skipped when npm is already on PATH, e.g. from a
 #   nodejs package that bundles npm).
 # - chromium (--browser): Debian's Chromium for the Playwright browser tests.
+# - openssh-server (--browser, the test set): the tests start their own sshd on a free
+#   loopback port for the SFTP backup store (tests/test_backup_store.py); the package's
+#   own service is not needed.
 # - wrk (--bench): the HTTP load generator of bench/http_load.py (optional: without it
 #   the benchmark drives the server with its own Python client).
 # - --system: libvirtd with the QEMU driver, QEMU (TCG where KVM is missing), qemu-img,
@@ -44,6 +47,9 @@ fi
 optional=()
 if $browser && [ ! -x /usr/bin/chromium ]; then
     optional+=(chromium)
+fi
+if $browser; then
+    required+=(openssh-server)
 fi
 if $bench && ! command -v wrk >/dev/null 2>&1; then
     optional+=(wrk)

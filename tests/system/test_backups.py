@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 
 import pytest
 
@@ -161,7 +162,7 @@ def test_backups_and_snapshots_of_a_real_guest(
 
     # a corrupted backup file is caught by verify
     store = LocalStore(settings.BACKUP_STORE)
-    path = store.data_path(full.manifest["disks"][0]["object"]["key"])
+    path = Path(store.data_path(full.manifest["disks"][0]["object"]["key"]))
     raw = bytearray(path.read_bytes())
     raw[len(raw) // 2] ^= 0xFF
     path.write_bytes(bytes(raw))
