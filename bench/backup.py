@@ -153,17 +153,13 @@ def main() -> None:
             target.unlink()
 
             backend.forget_checkpoints(NAME)
-            seconds, streamed, stored = timed_backup(
-                backend, store, f"full-{run}.qcow2", f"full-{run}", None
-            )
-            full.append((seconds, streamed, stored))
+            full.append(timed_backup(backend, store, f"full-{run}.qcow2", f"full-{run}", None))
             store.delete(f"full-{run}.qcow2")
 
             changed = change(disk, 0.01, seed=run)
-            seconds, streamed, stored = timed_backup(
-                backend, store, f"inc-{run}.qcow2", f"inc-{run}", f"full-{run}"
+            inc.append(
+                timed_backup(backend, store, f"inc-{run}.qcow2", f"inc-{run}", f"full-{run}")
             )
-            inc.append((seconds, streamed, stored))
             store.delete(f"inc-{run}.qcow2")
             print(
                 f"run {run + 1}: convert {convert[-1]:.2f} s, full {full[-1][0]:.2f} s, "
