@@ -275,6 +275,10 @@ CELERY_BEAT_SCHEDULE["backup-policies"] = {
     "task": "workers.tasks.run_backup_policies",
     "schedule": timedelta(minutes=5),
 }
+CELERY_BEAT_SCHEDULE["verify-backup-sample"] = {
+    "task": "workers.tasks.verify_backup_sample",
+    "schedule": timedelta(days=1),
+}
 CELERY_BEAT_SCHEDULE["trim-stats"] = {
     "task": "workers.tasks.trim_stats",
     "schedule": timedelta(hours=1),
@@ -379,6 +383,8 @@ BACKUP_GRACE_DAYS = env.int("PADDOCK_BACKUP_GRACE_DAYS", default=7)
 BACKUPS_PER_HOST = env.int("PADDOCK_BACKUPS_PER_HOST", default=2)
 # An incremental chain is at most this long (a full backup and its incrementals).
 BACKUP_CHAIN_LENGTH = env.int("PADDOCK_BACKUP_CHAIN_LENGTH", default=7)
+# How many old backups the daily verification re-reads (least recently verified first).
+BACKUP_VERIFY_SAMPLE = env.int("PADDOCK_BACKUP_VERIFY_SAMPLE", default=5)
 # zstd level of stored objects (1 is fast and still shrinks empty space to nothing).
 BACKUP_COMPRESSION_LEVEL = env.int("PADDOCK_BACKUP_COMPRESSION_LEVEL", default=1)
 # The multi-host testbed (`manage.py testbed up`): hosts' addresses and their guests'.

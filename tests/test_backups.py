@@ -206,3 +206,15 @@ def test_panel_lists_deleted_servers_backups(browser, qemu_server, other_owner):
     browser.force_login(other_owner)
     page = browser.get(reverse("dashboard:deleted-servers")).content.decode()
     assert qemu_server.hostname not in page
+
+
+def test_verification_samples_the_least_recently_verified(qemu_server):
+    old = complete(qemu_server)
+    never = complete(qemu_server)
+    Backup.objects.filter(pk=old.pk).update(verified_at=timezone.now() - timedelta(days=40))
+    complete(qemu_server, verified_at=timezone.now())  # checked today: not again
+    assert backup_service.verify_sample(count=1) == 1
+    job = Job.objects.get()
+    assert job.kind == JobKind.BACKUP_VERIFY and job.params == {"backup": never.pk}
+    # the server is busy with that job: nothing more this time
+    assert backup_service.verify_sample(count=5) == 0

@@ -41,6 +41,13 @@ def purge_expired_backups() -> int:
 
 
 @shared_task(ignore_result=True)
+def verify_backup_sample() -> int:
+    from hosting.services.backups import verify_sample
+
+    return verify_sample()
+
+
+@shared_task(ignore_result=True)
 def run_backup_policies() -> dict:
     from hosting.services.backup_policies import run_policies
 

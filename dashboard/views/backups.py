@@ -69,7 +69,10 @@ def protection_context(request: HttpRequest, server: Server) -> dict:
         "backups": backups,
         "snapshot_slots": server.plan.snapshot_slots,
         "backup_slots": server.plan.backup_slots,
-        "backups_used": sum(1 for b in backups if b.status != BackupStatus.FAILED),
+        "backups_used": sum(
+            1 for b in backups if b.status != BackupStatus.FAILED and not b.scheduled
+        ),
+        "storage_used": backup_service.storage_used(server.customer_id),
     }
 
 

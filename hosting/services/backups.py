@@ -7,7 +7,8 @@
   sizes, chain, checksums, plan, image, addresses and consistency.
 - Backups count against the plan's `backup_slots`; at most BACKUPS_PER_HOST run at once
   on one host (a job over that waits and is retried).
-- Verify re-reads every object of the backup's chain and checks every checksum.
+- Verify re-reads every object of the backup's chain and checks every checksum; beat
+  samples the least recently verified backups every day (`verify_sample`).
 - Restore rebuilds the disk from the chain (hosting/backups/images.py) and puts it in
   place of the server's disk (the server stopped), or provisions a new server with it.
 - A terminated server's backups are kept BACKUP_GRACE_DAYS (`expires_at`); its customer
@@ -24,7 +25,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
@@ -34,11 +35,11 @@ from ..backends import BackendError
 from ..backends.errors import CheckpointMissing, HostBusy
 from ..backups import images
 from ..backups.store import StoreError, get_store
-from ..choices import BackupKind, BackupStatus, JobKind, ServerState
+from ..choices import ACTIVE_JOB_STATUSES, BackupKind, BackupStatus, JobKind, ServerState
 from ..models import Backup, Customer, Host, Job, Server, Snapshot
 from ..runners import JobContext
 from . import audit
-from .errors import Conflict, NotPermitted
+from .errors import Conflict, NotPermitted, ServiceError
 from .jobs import create_job
 from .operations import server_runner
 from .servers import lock_server
@@ -219,6 +220,31 @@ def keep_after_termination(server: Server) -> None:
     """Called when a server is terminated: its backups are kept for the grace period."""
     expires = timezone.now() + timedelta(days=settings.BACKUP_GRACE_DAYS)
     Backup.objects.filter(server=server, expires_at__isnull=True).update(expires_at=expires)
+
+
+def verify_sample(*, count: int | None = None, older_than_days: int = 30) -> int:
+    """Queue verification of the backups least recently verified (never first), up to
+    `count` (BACKUP_VERIFY_SAMPLE) whose last check is older than `older_than_days`;
+    a server busy with another job is skipped this time. Returns how many were queued."""
+    count = settings.BACKUP_VERIFY_SAMPLE if count is None else count
+    cutoff = timezone.now() - timedelta(days=older_than_days)
+    candidates = (
+        Backup.objects.complete()
+        .filter(models.Q(verified_at__isnull=True) | models.Q(verified_at__lt=cutoff))
+        .exclude(server__jobs__status__in=ACTIVE_JOB_STATUSES)
+        .order_by(models.F("verified_at").asc(nulls_first=True), "created_at")
+        .select_related("server")
+    )
+    queued = 0
+    for backup in candidates[: count * 2]:
+        if queued >= count:
+            break
+        try:
+            request_verify(backup=backup, caller=Caller.system())
+        except ServiceError:
+            continue
+        queued += 1
+    return queued
 
 
 def remove_backups(backups: list[Backup], *, reason: str) -> int:
