@@ -677,7 +677,7 @@ def test_snapshots_and_a_deleted_servers_backup_in_the_panel(
 
     log_in(page, live_asgi_url, owner)
     page.goto(f"{live_asgi_url}/servers/{server.uuid}/")
-    page.fill("#snap-name", "before upgrade")
+    page.fill("[data-role=snapshots] input[name=name]", "before upgrade")
     page.click('[data-action="snapshot-create"]')
     page.wait_for_selector('[data-snapshot] .badge:has-text("Ready")')
     assert page.locator('[data-role="snapshot-slots"]').inner_text() == "1 of 2 slots"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema_serializer
+from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
 from ..models import Backup, Server, Snapshot
@@ -44,8 +44,24 @@ class BackupCreateSerializer(StrictFieldsMixin, serializers.Serializer):
     note = serializers.CharField(max_length=200, required=False, default="", allow_blank=True)
 
 
+# the host name rule (hostname_validator) as the schema says it: labels of letters, digits
+# and inner hyphens, 63 characters each, 253 in all
+HOSTNAME_SCHEMA = {
+    "type": "string",
+    "maxLength": 253,
+    "pattern": r"^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
+    r"(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$",
+}
+
+
+@extend_schema_field(HOSTNAME_SCHEMA)
+class HostnameField(serializers.CharField):
+    def __init__(self, **kwargs):
+        super().__init__(max_length=253, validators=[hostname_validator], **kwargs)
+
+
 class RestoreNewSerializer(StrictFieldsMixin, serializers.Serializer):
-    hostname = serializers.CharField(max_length=253, validators=[hostname_validator])
+    hostname = HostnameField(help_text="The new server's host name.")
 
 
 def public_manifest(manifest: dict) -> dict:

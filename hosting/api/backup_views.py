@@ -16,9 +16,11 @@ import uuid as uuid_lib
 
 from django.http import Http404
 from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from ..access import caller_from_request
@@ -40,6 +42,10 @@ from .viewsets import ScopedViewSetMixin
 SNAPSHOT_ID = OpenApiParameter(
     "snapshot_id", str, OpenApiParameter.PATH, description="The snapshot's uuid."
 )
+
+
+# routes under one server: the server list's filters and pages do not apply
+UNFILTERED: dict = {"filter_backends": [], "pagination_class": None}
 
 
 def parse_uuid(value: str) -> uuid_lib.UUID:
@@ -77,7 +83,7 @@ class ServerSnapshotRoutes(viewsets.GenericViewSet):
         responses={202: s.JobSerializer},
         description="Take a snapshot (within the plan's snapshot slots); 202 with the job.",
     )
-    @action(detail=True, methods=["get", "post"], url_path="snapshots")
+    @action(detail=True, methods=["get", "post"], url_path="snapshots", **UNFILTERED)
     def snapshots(self, request, uuid=None):
         server = self.get_object()
         if request.method == "GET":
@@ -106,7 +112,7 @@ class ServerSnapshotRoutes(viewsets.GenericViewSet):
     )
     @action(
         detail=True, methods=["get", "delete"],
-        url_path=r"snapshots/(?P<snapshot_id>[^/.]+)",
+        url_path=r"snapshots/(?P<snapshot_id>[^/.]+)", **UNFILTERED,
     )  # fmt: skip
     def snapshot(self, request, uuid=None, snapshot_id=None):
         server = self.get_object()
@@ -127,7 +133,7 @@ class ServerSnapshotRoutes(viewsets.GenericViewSet):
     )
     @action(
         detail=True, methods=["post"],
-        url_path=r"snapshots/(?P<snapshot_id>[^/.]+)/revert",
+        url_path=r"snapshots/(?P<snapshot_id>[^/.]+)/revert", **UNFILTERED,
     )  # fmt: skip
     def snapshot_revert(self, request, uuid=None, snapshot_id=None):
         server = self.get_object()
@@ -150,7 +156,7 @@ class ServerSnapshotRoutes(viewsets.GenericViewSet):
         description="Back up now (incremental when the chain allows; within the plan's "
         "backup slots); 202 with the job.",
     )
-    @action(detail=True, methods=["get", "post"], url_path="backups")
+    @action(detail=True, methods=["get", "post"], url_path="backups", **UNFILTERED)
     def backups(self, request, uuid=None):
         server = self.get_object()
         if request.method == "GET":
@@ -189,7 +195,9 @@ class BackupViewSet(
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("server", str, required=False, description="A server's uuid."),
+            OpenApiParameter(
+                "server", OpenApiTypes.UUID, required=False, description="A server's uuid."
+            ),
             OpenApiParameter(
                 "deleted", bool, required=False,
                 description="true: only backups of terminated servers (restorable into a new one).",
@@ -203,9 +211,17 @@ class BackupViewSet(
         queryset = super().get_queryset()
         params = self.request.query_params
         if "server" in params:
-            queryset = queryset.filter(server__uuid=parse_uuid(params["server"]))
-        if params.get("deleted") in ("true", "1"):
-            queryset = queryset.filter(server__terminated_at__isnull=False)
+            try:
+                server = uuid_lib.UUID(params["server"])
+            except ValueError:
+                raise ValidationError({"server": ["Give a server's uuid."]}) from None
+            queryset = queryset.filter(server__uuid=server)
+        deleted = params.getlist("deleted")
+        if deleted:
+            if len(deleted) > 1 or deleted[0] not in ("true", "false"):
+                raise ValidationError({"deleted": ["Give true or false."]})
+            if deleted[0] == "true":
+                queryset = queryset.filter(server__terminated_at__isnull=False)
         return queryset
 
     def perform_destroy(self, instance):
