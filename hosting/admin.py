@@ -252,6 +252,7 @@ class HostAdmin(MaintenanceActions, LiveServerCountMixin, AuditedAdmin):
             "Placement",
             {"fields": ["queue", "storage_pool", "network", "disk_mode", "virt_type"]},
         ),
+        ("Migration", {"fields": ["shared_pools", "migration_address"]}),
         ("Overcommit", {"fields": ["cpu_overcommit", "ram_overcommit"]}),
         (
             "Reserve and usage",
@@ -568,6 +569,7 @@ class JobAdmin(ReadOnlyAdmin):
         "target_host",
         "params",
         "result",
+        "cancel_requested",
         "requested_by",
         "requested_via_token",
         "attempts",
@@ -584,6 +586,21 @@ class JobAdmin(ReadOnlyAdmin):
     class Media:
         # no style="" attributes: the Content Security Policy allows none
         css = {"all": ["paddock-admin.css"]}
+
+    actions = ["cancel_jobs"]
+
+    @admin.action(description="Cancel selected jobs (a running migration is aborted)")
+    def cancel_jobs(self, request: HttpRequest, queryset: QuerySet) -> None:
+        from .services.migration import request_cancel
+
+        caller = caller_from_request(request)
+        for job in queryset:
+            try:
+                request_cancel(job=job, caller=caller)
+            except ServiceError as exc:
+                self.message_user(request, f"Job #{job.pk}: {exc.message}", messages.WARNING)
+            else:
+                self.message_user(request, f"Job #{job.pk}: cancel asked", messages.SUCCESS)
 
     @admin.display(description="log")
     def log_lines(self, obj: Job) -> str:

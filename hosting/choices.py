@@ -72,6 +72,7 @@ class ServerState(models.TextChoices):
     PAUSED = "paused", "Paused"
     ERROR = "error", "Error"
     UNKNOWN = "unknown", "Unknown (host unreachable)"
+    MIGRATING = "migrating", "Migrating"
     TERMINATING = "terminating", "Terminating"
     TERMINATED = "terminated", "Terminated"
 
@@ -100,6 +101,7 @@ class JobKind(models.TextChoices):
     SUSPEND = "suspend", "Suspend"
     UNSUSPEND = "unsuspend", "Unsuspend"
     TERMINATE = "terminate", "Terminate"
+    MIGRATE = "migrate", "Migrate"
     HOST_REFRESH = "host_refresh", "Refresh host"
 
 

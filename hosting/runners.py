@@ -28,7 +28,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from .backends import Backend, BackendError, get_backend
+from .backends import Backend, BackendError, Cancelled, get_backend
 from .choices import JobStatus
 from .models import Host, Job, Server
 from .services import jobs as job_service
@@ -37,7 +37,11 @@ from .services.jobs import GaveUp, Heartbeat, LeaseLost
 log = logging.getLogger(__name__)
 
 # Modules whose import registers runners (loaded by HostingConfig.ready).
-RUNNER_MODULES = ("hosting.services.operations", "hosting.services.hosts")
+RUNNER_MODULES = (
+    "hosting.services.operations",
+    "hosting.services.hosts",
+    "hosting.services.migration",
+)
 
 RunFn = Callable[["JobContext"], str]
 UndoFn = Callable[["JobContext", BaseException], None]
@@ -207,6 +211,8 @@ def run_job(job_id: int) -> str:
         except LeaseLost:
             log.warning("job %s: lease %s lost; the new holder carries on", job_id, job.lease)
             return "lost"
+        except Cancelled as exc:  # asked to stop: undone like a failure, recorded as cancelled
+            return _fail(job, rule, ctx, exc, exc.message, status=JobStatus.CANCELLED)
         except BackendError as exc:
             if (
                 exc.transient
@@ -268,7 +274,13 @@ def _after_failure(rule: Runner | None, ctx: JobContext | None, exc: BaseExcepti
 
 
 def _fail(
-    job: Job, rule: Runner | None, ctx: JobContext | None, exc: BaseException, error: str
+    job: Job,
+    rule: Runner | None,
+    ctx: JobContext | None,
+    exc: BaseException,
+    error: str,
+    *,
+    status: str = JobStatus.FAILED,
 ) -> str:
     try:
         with transaction.atomic():
@@ -277,7 +289,7 @@ def _fail(
         return "lost"
     _after_failure(rule, ctx, exc)
     try:
-        job_service.finish(job, status=JobStatus.FAILED, message="Failed", error=error)
+        job_service.finish(job, status=status, message=status.capitalize(), error=error)
     except LeaseLost:
         return "lost"
-    return "failed"
+    return "failed" if status == JobStatus.FAILED else str(status)

@@ -37,6 +37,11 @@ NAMES_EXISTING_ROWS = [
     "GET /api/v1/ssh-keys/",
 ]
 
+STATE_CHANGING_ACROSS_EXAMPLES = [
+    "POST /api/v1/servers/{uuid}/migrate/",
+    "POST /api/v1/jobs/{id}/cancel/",
+]
+
 CONFIG = schemathesis.Config.from_dict(
     {
         "seed": 20261124,
@@ -65,13 +70,21 @@ CONFIG = schemathesis.Config.from_dict(
         },
         "operations": [
             {
+                # a migration and its cancel change state that outlives one example (room
+                # held on a host, a job cancelled for good): chained, hypothesis's replays
+                # of the state machine see other answers and give up as "flaky"; each is
+                # still checked on its own in the other phases
+                "include-name": STATE_CHANGING_ACROSS_EXAMPLES,
+                "phases": {"stateful": {"enabled": False}},
+            },
+            {
                 "include-name": NAMES_EXISTING_ROWS,
                 "checks": {
                     "positive_data_acceptance": {
                         "expected-statuses": ["2xx", "400", "401", "403", "404", "409"]
                     }
                 },
-            }
+            },
         ],
     }
 )

@@ -32,3 +32,8 @@ class OperationTimeout(BackendError):
 class NotSupported(BackendError):
     """The backend (or this host's flavour of it) cannot do what was asked; see its
     `capabilities`. Not transient: asking again will not help."""
+
+
+class Cancelled(BackendError):
+    """The operation was stopped because its job was cancelled (a migration aborted: the
+    guest stays where it was)."""

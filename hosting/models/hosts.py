@@ -60,6 +60,20 @@ class Host(models.Model):
     storage_pool = models.CharField(
         max_length=100, default="paddock", help_text="libvirt storage pool for server disks."
     )
+    shared_pools = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Storage pools this host shares with others at the same path (NFS, a "
+        "cluster file system): migrations leave disks there in place. libvirt cannot tell "
+        "a shared directory from a local one, so only the pools named here are trusted.",
+    )
+    migration_address = models.CharField(
+        max_length=100,
+        blank=True,
+        default="",
+        help_text="Address this host receives live migrations at; empty: the address of "
+        "its libvirt URI. Needed where hosts share a hostname.",
+    )
     network = models.CharField(
         max_length=100, default="default", help_text="libvirt network the guests attach to."
     )

@@ -90,6 +90,7 @@ class Server(models.Model):
             ("power_server", "Can start, stop, reboot, pause and resume servers"),
             ("suspend_server", "Can suspend and unsuspend servers"),
             ("terminate_server", "Can terminate servers"),
+            ("migrate_server", "Can migrate servers between hosts"),
         ]
 
     def __str__(self) -> str:

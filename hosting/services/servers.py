@@ -116,6 +116,10 @@ def request_action(*, server: Server, action: str, caller: Caller) -> Job:
     """Accept an action from the registry (hosting/actions.py) for a worker to carry out,
     if the server's state and the caller allow it."""
     entry = get_action(action)
+    if action == JobKind.MIGRATE:  # with its defaults: a target chosen, live if it runs
+        from .migration import request_migration
+
+        return request_migration(server=server, caller=caller)
     access = caller.access
     if not access.can_write or not access.allows_customer(server.customer_id):
         raise NotPermitted(f"You cannot {entry.verb} this server.")
