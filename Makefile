@@ -33,7 +33,7 @@ VENDOR_STAMP := static/vendor/.paddock-vendor
 
 .PHONY: help run test test-system lint bench setup setup-test system system-browser \
 	python assets clean image testbed testbed-down bench-provision \
-	bench-collector bench-history bench-http bench-ws bench-placement
+	bench-collector bench-history bench-http bench-ws bench-placement bench-migration
 
 help:
 	@echo "make run    set up, migrate, seed the demo and run the panel (http://$(HOST):$(PORT)/)"
@@ -175,6 +175,14 @@ bench-ws: python
 bench-provision: python
 	@scripts/system-packages.sh --system
 	$(VENV)/bin/python bench/provision.py
+
+# Live migration of a guest with a hot working set of 0, 64 and 256 MiB on a two-host
+# testbed: Paddock against plain `virsh migrate --live`, interleaved (root).
+# BENCH_MIGRATION_ARGS="--runs 3 --sizes 0,64".
+BENCH_MIGRATION_ARGS ?=
+bench-migration: python
+	@scripts/system-packages.sh --system
+	$(VENV)/bin/python bench/migration.py $(BENCH_MIGRATION_ARGS)
 
 clean:
 	rm -rf $(TOOLS) $(VENV) node_modules static/vendor
