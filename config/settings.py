@@ -436,3 +436,25 @@ CONTENT_SECURITY_POLICY = {
         "frame-ancestors": [NONE],
     },
 }
+
+# --- Maintenance and balancing (hosting/services/evacuation.py, balancer.py) -------------
+# An evacuation moves this many of the host's servers at a time; its parent job looks at
+# them again every EVACUATE_POLL seconds (it is queued again in between: no worker waits).
+EVACUATE_PARALLEL = env.int("PADDOCK_EVACUATE_PARALLEL", default=2)
+EVACUATE_POLL = env.float("PADDOCK_EVACUATE_POLL", default=2.0)
+# The balancer's tick: every BALANCE_INTERVAL s each zone's host load (the larger of CPU
+# and memory use, as exponential moving averages of the collector's host samples, weight
+# BALANCE_EMA_ALPHA for the newest) is read; when the spread (busiest - idlest, 0..1)
+# stays over BALANCE_THRESHOLD for BALANCE_TICKS ticks in a row, it plans at most
+# BALANCE_MAX_MOVES migrations at once (fewer when some are running), never moving a
+# server again within BALANCE_COOLDOWN s of its last move.
+BALANCE_INTERVAL = env.float("PADDOCK_BALANCE_INTERVAL", default=30.0)
+BALANCE_EMA_ALPHA = env.float("PADDOCK_BALANCE_EMA_ALPHA", default=0.3)
+BALANCE_THRESHOLD = env.float("PADDOCK_BALANCE_THRESHOLD", default=0.25)
+BALANCE_TICKS = env.int("PADDOCK_BALANCE_TICKS", default=3)
+BALANCE_MAX_MOVES = env.int("PADDOCK_BALANCE_MAX_MOVES", default=2)
+BALANCE_COOLDOWN = env.int("PADDOCK_BALANCE_COOLDOWN", default=3600)
+CELERY_BEAT_SCHEDULE["balance-zones"] = {
+    "task": "workers.tasks.balance_zones",
+    "schedule": timedelta(seconds=BALANCE_INTERVAL),
+}

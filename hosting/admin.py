@@ -39,6 +39,7 @@ from .models import (
     Zone,
 )
 from .permissions import caller_may
+from .balance_admin import EvacuateAction
 from .placement_admin import (
     MaintenanceActions,
     PlacementGroupForm,
@@ -209,7 +210,7 @@ class ImageAdmin(AuditedAdmin):
 
 
 @admin.register(Host)
-class HostAdmin(MaintenanceActions, LiveServerCountMixin, AuditedAdmin):
+class HostAdmin(EvacuateAction, MaintenanceActions, LiveServerCountMixin, AuditedAdmin):
     list_display = [
         "name",
         "libvirt_uri",
@@ -283,7 +284,7 @@ class HostAdmin(MaintenanceActions, LiveServerCountMixin, AuditedAdmin):
             },
         ),
     ]
-    actions = ["refresh_from_hypervisor", "enter_maintenance", "leave_maintenance"]
+    actions = ["refresh_from_hypervisor", "enter_maintenance", "evacuate", "leave_maintenance"]
 
     @admin.display(description="allocated (placement counters)")
     def usage(self, obj: Host) -> str:
@@ -411,6 +412,7 @@ class ServerAdmin(ReadOnlyAdmin):
         "reserved_host",
         "pinned_host",
         "required_cpu",
+        "balance_ignore",
         "placement",
         "state",
         "state_message",
@@ -425,7 +427,7 @@ class ServerAdmin(ReadOnlyAdmin):
     inlines = [IPAddressInline, JobInline]
     actions = [_server_action(entry) for entry in ACTIONS]
     # the placement constraints are the one thing staff edit here (audited)
-    editable_fields = ("pinned_host", "required_cpu")
+    editable_fields = ("pinned_host", "required_cpu", "balance_ignore")
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return admin.ModelAdmin.has_change_permission(self, request, obj)
@@ -476,10 +478,11 @@ class ServerAdmin(ReadOnlyAdmin):
 
 @admin.register(Zone)
 class ZoneAdmin(AuditedAdmin):
-    """A zone's placement policy: spread (default) or pack."""
+    """A zone's placement policy (spread, the default, or pack) and its balancer (off,
+    advise or apply)."""
 
-    list_display = ["name", "policy", "description"]
-    list_editable = ["policy"]
+    list_display = ["name", "policy", "balance_mode", "description"]
+    list_editable = ["policy", "balance_mode"]
 
 
 @admin.register(PlacementGroup)

@@ -43,6 +43,21 @@ class PlacementPolicy(models.TextChoices):
     PACK = "pack", "Pack (the fullest host that still fits)"
 
 
+class BalanceMode(models.TextChoices):
+    """What the balancer does in a zone (hosting/services/balancer.py)."""
+
+    OFF = "off", "Off"
+    ADVISE = "advise", "Advise (plans wait for approval in the admin)"
+    APPLY = "apply", "Apply (migrations are requested at once)"
+
+
+class BalancePlanStatus(models.TextChoices):
+    PROPOSED = "proposed", "Proposed (waiting for approval)"
+    APPLIED = "applied", "Applied (migrations requested)"
+    REJECTED = "rejected", "Rejected"
+    SUPERSEDED = "superseded", "Superseded by a newer plan"
+
+
 class GroupRule(models.TextChoices):
     AFFINITY = "affinity", "Affinity (same host)"
     ANTI_AFFINITY = "anti-affinity", "Anti-affinity (different hosts)"
@@ -103,6 +118,7 @@ class JobKind(models.TextChoices):
     TERMINATE = "terminate", "Terminate"
     MIGRATE = "migrate", "Migrate"
     HOST_REFRESH = "host_refresh", "Refresh host"
+    EVACUATE = "evacuate", "Evacuate host"
 
 
 class JobStatus(models.TextChoices):

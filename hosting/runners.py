@@ -41,7 +41,19 @@ RUNNER_MODULES = (
     "hosting.services.operations",
     "hosting.services.hosts",
     "hosting.services.migration",
+    "hosting.services.evacuation",
 )
+
+class Again(Exception):
+    """Raised by a runner that waits on other jobs (an evacuation on its migrations): the
+    job is queued again to run after `seconds`, without counting a retry, and its next run
+    picks up from what it recorded in `result`. No worker waits meanwhile."""
+
+    def __init__(self, seconds: float, message: str):
+        super().__init__(message)
+        self.seconds = seconds
+        self.message = message
+
 
 RunFn = Callable[["JobContext"], str]
 UndoFn = Callable[["JobContext", BaseException], None]
@@ -189,7 +201,7 @@ def run_job(job_id: int) -> str:
     """Claim the job, run its runner with a heartbeat, and record how it ended.
 
     Returns what happened, for the worker's log: "skipped", "succeeded", "retrying",
-    "failed" or "lost" (another worker holds the job now).
+    "again" (it waits on other jobs), "failed" or "lost" (another worker holds it now).
     """
     try:
         job = job_service.claim(job_id)
@@ -211,6 +223,8 @@ def run_job(job_id: int) -> str:
         except LeaseLost:
             log.warning("job %s: lease %s lost; the new holder carries on", job_id, job.lease)
             return "lost"
+        except Again as again:
+            return _again(job, again)
         except Cancelled as exc:  # asked to stop: undone like a failure, recorded as cancelled
             return _fail(job, rule, ctx, exc, exc.message, status=JobStatus.CANCELLED)
         except BackendError as exc:
@@ -258,6 +272,19 @@ def _retry(job: Job, exc: BackendError) -> str:
     except LeaseLost:
         return "lost"
     return "retrying"
+
+
+def _again(job: Job, again: Again) -> str:
+    try:
+        job_service.schedule_retry(
+            job,
+            run_after=timezone.now() + timedelta(seconds=again.seconds),
+            message=again.message,
+            count=False,
+        )
+    except LeaseLost:
+        return "lost"
+    return "again"
 
 
 def _after_failure(rule: Runner | None, ctx: JobContext | None, exc: BaseException) -> None:

@@ -15,6 +15,7 @@ from ..filtersets import CustomerFilterSet, JobFilterSet, ServerFilterSet, SSHKe
 from ..models import Customer, Host, Image, IPAddress, Job, Plan, Server, SSHKey
 from ..services import console as console_service
 from ..services import customers as customer_service
+from ..services import evacuation as evacuation_service
 from ..services import migration as migration_service
 from ..services import servers as server_service
 from ..services import stats_history
@@ -88,6 +89,30 @@ class HostViewSet(IntegerLookupMixin, AuditedModelMixin, viewsets.ModelViewSet):
     )
     def refresh(self, request, pk=None):
         job = request_refresh(host=self.get_object(), caller=caller_from_request(request))
+        data = s.ProviderJobSerializer(job, context=self.get_serializer_context()).data
+        return Response(data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        request=None,
+        responses={202: s.JobSerializer},
+        description="Put the host into maintenance (if it is not) and queue one job that "
+        "moves every server away, each to the host placement chooses: running ones live, "
+        "stopped ones offline, EVACUATE_PARALLEL at a time. The job's progress is the share "
+        "moved; its result lists each server moved or why it could not move.",
+    )
+    @action(
+        detail=True,
+        methods=["post"],
+        permission_classes=[
+            TokenScopePermission,
+            StaffOnly,
+            action_permission(JobKind.EVACUATE),
+        ],
+    )
+    def evacuate(self, request, pk=None):
+        job = evacuation_service.request_evacuation(
+            host=self.get_object(), caller=caller_from_request(request)
+        )
         data = s.ProviderJobSerializer(job, context=self.get_serializer_context()).data
         return Response(data, status=status.HTTP_202_ACCEPTED)
 

@@ -1,4 +1,5 @@
 from .audit import AuditEvent
+from .balance import BalancePlan
 from .catalog import Image, Plan
 from .customers import Customer, Membership, SSHKey
 from .hosts import Host, Zone
@@ -11,6 +12,7 @@ from .tokens import APIToken
 __all__ = [
     "APIToken",
     "AuditEvent",
+    "BalancePlan",
     "Customer",
     "Host",
     "IPAddress",

@@ -7,7 +7,7 @@ from django.db import models
 from django.db.models import F, Func, Value
 from django.db.models.functions import Coalesce
 
-from ..choices import BackendKind, DiskMode, HostState, PlacementPolicy, VirtKind, VirtType
+from ..choices import BackendKind, BalanceMode, DiskMode, HostState, PlacementPolicy, VirtKind, VirtType
 from ..querysets import HostQuerySet
 from ..validators import validate_libvirt_uri
 
@@ -232,6 +232,11 @@ class Zone(models.Model):
         max_length=16, choices=PlacementPolicy.choices, default=PlacementPolicy.SPREAD
     )
     description = models.CharField(max_length=200, blank=True, default="")
+    # the balancer (hosting/services/balancer.py): off, advise (plans wait for approval)
+    # or apply (migrations requested at once)
+    balance_mode = models.CharField(
+        max_length=16, choices=BalanceMode.choices, default=BalanceMode.OFF
+    )
 
     class Meta:
         ordering = ["name"]

@@ -63,6 +63,11 @@ class Server(models.Model):
         default="",
         help_text="Only hosts whose CPU model contains this text (e.g. 'EPYC', 'Skylake').",
     )
+    balance_ignore = models.BooleanField(
+        "ignored by the balancer",
+        default=False,
+        help_text="The balancer never moves this server (maintenance still may).",
+    )
     hostname = models.CharField(max_length=253, validators=[hostname_validator])
     state = models.CharField(
         max_length=16, choices=ServerState.choices, default=ServerState.PENDING, db_index=True
