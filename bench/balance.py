@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 os.environ.setdefault("DEBUG", "true")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 
@@ -122,9 +122,13 @@ def replay(args, threshold: float, balance: bool) -> dict:
         spreads.append(max(loads) - min(loads))
         for h in range(args.hosts):
             c, m = used_cpu[h] / cpus, used_mem[h]
-            ema[h] = (c, m) if h not in ema else (
-                alpha * c + (1 - alpha) * ema[h][0],
-                alpha * m + (1 - alpha) * ema[h][1],
+            ema[h] = (
+                (c, m)
+                if h not in ema
+                else (
+                    alpha * c + (1 - alpha) * ema[h][0],
+                    alpha * m + (1 - alpha) * ema[h][1],
+                )
             )
         if not balance:
             continue
@@ -156,9 +160,7 @@ def replay(args, threshold: float, balance: bool) -> dict:
                 cpu_cores=cores[s.id],
                 mem_used_mib=s.mem_used,
                 vcpus=s.vcpus,
-                stuck="cooldown"
-                if tick - last_move.get(s.id, -(10**9)) < cooldown_ticks
-                else "",
+                stuck="cooldown" if tick - last_move.get(s.id, -(10**9)) < cooldown_ticks else "",
             )
             for s in servers
         ]

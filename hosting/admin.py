@@ -18,6 +18,7 @@ from django.utils.html import format_html, format_html_join
 
 from .access import Caller, caller_from_request
 from .actions import ACTIONS, Action
+from .balance_admin import EvacuateAction
 from .choices import JobKind, ServerState
 from .models import (
     APIToken,
@@ -39,7 +40,6 @@ from .models import (
     Zone,
 )
 from .permissions import caller_may
-from .balance_admin import EvacuateAction
 from .placement_admin import (
     MaintenanceActions,
     PlacementGroupForm,

@@ -44,6 +44,7 @@ RUNNER_MODULES = (
     "hosting.services.evacuation",
 )
 
+
 class Again(Exception):
     """Raised by a runner that waits on other jobs (an evacuation on its migrations): the
     job is queued again to run after `seconds`, without counting a retry, and its next run

@@ -141,10 +141,8 @@ def zone_hot(db, customer, image, settings):
     return zone, hot, cool, busy, heavy, quiet, feed
 
 
-def test_advise_waits_k_ticks_then_stores_a_plan_and_approval_queues_the_moves(
-    zone_hot, staff
-):
-    zone, hot, cool, busy, heavy, quiet, feed = zone_hot
+def test_advise_waits_k_ticks_then_stores_a_plan_and_approval_queues_the_moves(zone_hot, staff):
+    zone, _, cool, busy, _, _, feed = zone_hot
     feed(1.0)
     first = balancer.tick(zone)
     assert first.ticks_over == 1 and first.plan is None  # once over is not yet "stays over"
@@ -181,7 +179,7 @@ def test_advise_waits_k_ticks_then_stores_a_plan_and_approval_queues_the_moves(
 
 
 def test_apply_requests_at_once_and_the_cooldown_holds(zone_hot, settings):
-    zone, hot, cool, busy, heavy, quiet, feed = zone_hot
+    zone, _, cool, busy, _, _, feed = zone_hot
     zone.balance_mode = BalanceMode.APPLY
     zone.save()
     feed(1.0)
@@ -208,7 +206,7 @@ def test_apply_requests_at_once_and_the_cooldown_holds(zone_hot, settings):
 
 
 def test_pinned_ignored_and_grouped_servers_are_not_moved(zone_hot, customer):
-    zone, hot, cool, busy, heavy, quiet, feed = zone_hot
+    zone, hot, _, busy, heavy, quiet, feed = zone_hot
     busy.pinned_host = hot
     busy.save()
     heavy.balance_ignore = True
@@ -223,7 +221,7 @@ def test_pinned_ignored_and_grouped_servers_are_not_moved(zone_hot, customer):
 
 
 def test_a_zone_whose_balancer_is_off_is_left_alone(zone_hot):
-    zone, hot, cool, busy, heavy, quiet, feed = zone_hot
+    zone, _, _, _, _, _, feed = zone_hot
     zone.balance_mode = BalanceMode.OFF
     zone.save()
     for t in (1.0, 2.0, 3.0):

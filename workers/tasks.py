@@ -17,8 +17,8 @@ from hosting.backends import BackendError, get_backend
 from hosting.choices import HostState
 from hosting.models import Host, Server
 from hosting.runners import run_job as run
-from hosting.services import jobs as job_service
 from hosting.services import balancer, quotas, stats_history
+from hosting.services import jobs as job_service
 from hosting.services.collector import collect_host, stats_queue
 from hosting.services.console import refresh as refresh_console
 from hosting.services.reconcile import reconcile_host as reconcile

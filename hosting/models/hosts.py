@@ -7,7 +7,15 @@ from django.db import models
 from django.db.models import F, Func, Value
 from django.db.models.functions import Coalesce
 
-from ..choices import BackendKind, BalanceMode, DiskMode, HostState, PlacementPolicy, VirtKind, VirtType
+from ..choices import (
+    BackendKind,
+    BalanceMode,
+    DiskMode,
+    HostState,
+    PlacementPolicy,
+    VirtKind,
+    VirtType,
+)
 from ..querysets import HostQuerySet
 from ..validators import validate_libvirt_uri
 

@@ -358,8 +358,7 @@ def measure_zone(zone: str) -> Measured:
     """The zone's online hosts (not in maintenance) with a measured load, and their
     running servers with their share of it."""
     rows = {
-        h.pk: h
-        for h in Host.objects.filter(zone=zone, state=HostState.ONLINE, maintenance=False)
+        h.pk: h for h in Host.objects.filter(zone=zone, state=HostState.ONLINE, maintenance=False)
     }
     hosts, emas = [], {}
     for host in rows.values():

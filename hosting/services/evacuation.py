@@ -44,9 +44,7 @@ def request_evacuation(*, host: Host, caller: Caller, reason: str = "") -> Job:
             kind=JobKind.EVACUATE, host=locked, status__in=ACTIVE_JOB_STATUSES
         ).exists():
             raise Conflict(f"Host {locked.name} is being evacuated already.")
-        locked = set_maintenance(
-            host=locked, on=True, reason=reason or "evacuation", caller=caller
-        )
+        locked = set_maintenance(host=locked, on=True, reason=reason or "evacuation", caller=caller)
         job = create_job(kind=JobKind.EVACUATE, host=locked, caller=caller)
         audit.record(
             action="host.evacuate",
