@@ -56,6 +56,7 @@ class BalancePlanAdmin(admin.ModelAdmin):
         "spread_before",
         "spread_after",
         "move_table",
+        "moves",
         "loads_before",
         "loads_after",
         "outcome",
