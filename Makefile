@@ -33,7 +33,8 @@ VENDOR_STAMP := static/vendor/.paddock-vendor
 
 .PHONY: help run test test-system lint bench setup setup-test system system-browser \
 	python assets clean image testbed testbed-down bench-provision \
-	bench-collector bench-history bench-http bench-ws bench-placement bench-backup
+	bench-collector bench-history bench-http bench-ws bench-placement bench-migration bench-balance \
+	bench-backup
 
 help:
 	@echo "make run    set up, migrate, seed the demo and run the panel (http://$(HOST):$(PORT)/)"
@@ -48,6 +49,7 @@ help:
 	@echo "make bench-http  the API under 1/10/50 connections through the make-run server (wrk)"
 	@echo "make bench-ws  WebSocket fan-out: 100, 500, 2,000 clients at a sample a second"
 	@echo "make bench-placement  placement with 1,000 hosts and 50,000 servers vs the old algorithm"
+	@echo "make bench-balance  the balancer's planner over a 24-hour load trace (20 hosts, 300 servers)"
 	@echo "make bench-provision  API request to guest ready line vs qemu-img + virsh (root)"
 	@echo "make bench-backup  full and incremental backup of a 2 GiB disk vs qemu-img convert (root)"
 	@echo "make clean  remove the tools, the venv, node_modules and the stamps (keeps var/)"
@@ -152,6 +154,11 @@ bench: python
 bench-placement: python
 	$(VENV)/bin/python bench/placement.py $(BENCH_PLACEMENT_ARGS)
 
+# The balancer's planner replayed over a generated 24-hour trace (fixed seed): spread with
+# and without it, migrations, GiB moved, servers moved twice within the cooldown.
+bench-balance: python
+	$(VENV)/bin/python bench/balance.py $(BENCH_BALANCE_ARGS)
+
 # One stats collector pass over 1,000 guests (test driver): bulk read vs one call per guest.
 bench-collector: python
 	$(VENV)/bin/python bench/collector.py
@@ -183,6 +190,14 @@ bench-backup: python
 	@scripts/system-packages.sh --system
 	@mkdir -p var
 	$(VENV)/bin/python bench/backup.py
+
+# Live migration of a guest with a hot working set of 0, 64 and 256 MiB on a two-host
+# testbed: Paddock against plain `virsh migrate --live`, interleaved (root).
+# BENCH_MIGRATION_ARGS="--runs 3 --sizes 0,64".
+BENCH_MIGRATION_ARGS ?=
+bench-migration: python
+	@scripts/system-packages.sh --system
+	$(VENV)/bin/python bench/migration.py $(BENCH_MIGRATION_ARGS)
 
 clean:
 	rm -rf $(TOOLS) $(VENV) node_modules static/vendor

@@ -187,14 +187,11 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 EMBEDDED_REDIS_SOCKET = VAR_DIR / (f"redis-test-{os.getpid()}.sock" if TESTING else "redis.sock")
 REDIS_URL = env.str("REDIS_URL", default="") or f"unix://{EMBEDDED_REDIS_SOCKET}"
 
-# A test run on a shared Redis (REDIS_URL) keeps its keys and channel-layer groups apart
-# from another run's: their hosts and servers have the same ids.
-_REDIS_PREFIX = f"paddock-test-{os.getpid()}" if TESTING else "paddock"
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
-        "KEY_PREFIX": env.str("CACHE_PREFIX", default=_REDIS_PREFIX),
+        "KEY_PREFIX": env.str("CACHE_PREFIX", default="paddock"),
     }
 }
 # How old a cached console tail may be before a worker is asked for a fresh one.
@@ -213,7 +210,7 @@ _CHANNELS_BACKENDS = {
 CHANNELS_BACKEND = env.str("CHANNELS_BACKEND", default="core")
 _channel_layer_config: dict[str, object] = {
     "hosts": [REDIS_URL],
-    "prefix": env.str("CHANNELS_PREFIX", default=_REDIS_PREFIX),
+    "prefix": env.str("CHANNELS_PREFIX", default="paddock"),
 }
 if CHANNELS_BACKEND == "core":
     # every socket of a process shares one Redis list: 100 (the default) drops at 2,000
@@ -406,6 +403,23 @@ PLACEMENT_POLICY = env.str("PADDOCK_PLACEMENT_POLICY", default="spread")
 # How long a graceful shutdown may take before the guest is forced off.
 SHUTDOWN_TIMEOUT = env.int("PADDOCK_SHUTDOWN_TIMEOUT", default=120)
 
+# --- Migration (hosting.backends.MigrationTuning) ----------------------------------------
+# The migration stream's cap in MiB/s (QEMU's own default of 128 MiB/s leaves a busy
+# guest unmigratable) and the guest's longest pause at the switch-over.
+MIGRATION_BANDWIDTH_MIB_S = env.int("PADDOCK_MIGRATION_BANDWIDTH_MIB_S", default=4096)
+MIGRATION_DOWNTIME_MS = env.int("PADDOCK_MIGRATION_DOWNTIME_MS", default=50)
+# When it does not converge: after ESCALATE_AFTER s, and every ESCALATE_EVERY s after,
+# the downtime target doubles up to MAX_DOWNTIME_MS; then post-copy (when allowed, and
+# never with a disk copy). Auto-converge (QEMU throttles the guest's vCPUs once it sees
+# dirtying outpace the transfer) is set when the migration starts.
+MIGRATION_ESCALATE_AFTER = env.float("PADDOCK_MIGRATION_ESCALATE_AFTER", default=8.0)
+MIGRATION_ESCALATE_EVERY = env.float("PADDOCK_MIGRATION_ESCALATE_EVERY", default=4.0)
+MIGRATION_MAX_DOWNTIME_MS = env.int("PADDOCK_MIGRATION_MAX_DOWNTIME_MS", default=400)
+MIGRATION_AUTO_CONVERGE = env.bool("PADDOCK_MIGRATION_AUTO_CONVERGE", default=True)
+MIGRATION_POSTCOPY = env.bool("PADDOCK_MIGRATION_POSTCOPY", default=True)
+# A migration that has not finished after this many seconds is aborted (the guest stays).
+MIGRATION_TIMEOUT = env.int("PADDOCK_MIGRATION_TIMEOUT", default=600)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -454,4 +468,26 @@ CONTENT_SECURITY_POLICY = {
         "form-action": [SELF],
         "frame-ancestors": [NONE],
     },
+}
+
+# --- Maintenance and balancing (hosting/services/evacuation.py, balancer.py) -------------
+# An evacuation moves this many of the host's servers at a time; its parent job looks at
+# them again every EVACUATE_POLL seconds (it is queued again in between: no worker waits).
+EVACUATE_PARALLEL = env.int("PADDOCK_EVACUATE_PARALLEL", default=2)
+EVACUATE_POLL = env.float("PADDOCK_EVACUATE_POLL", default=2.0)
+# The balancer's tick: every BALANCE_INTERVAL s each zone's host load (the larger of CPU
+# and memory use, as exponential moving averages of the collector's host samples, weight
+# BALANCE_EMA_ALPHA for the newest) is read; when the spread (busiest - idlest, 0..1)
+# stays over BALANCE_THRESHOLD for BALANCE_TICKS ticks in a row, it plans at most
+# BALANCE_MAX_MOVES migrations at once (fewer when some are running), never moving a
+# server again within BALANCE_COOLDOWN s of its last move.
+BALANCE_INTERVAL = env.float("PADDOCK_BALANCE_INTERVAL", default=30.0)
+BALANCE_EMA_ALPHA = env.float("PADDOCK_BALANCE_EMA_ALPHA", default=0.3)
+BALANCE_THRESHOLD = env.float("PADDOCK_BALANCE_THRESHOLD", default=0.25)
+BALANCE_TICKS = env.int("PADDOCK_BALANCE_TICKS", default=3)
+BALANCE_MAX_MOVES = env.int("PADDOCK_BALANCE_MAX_MOVES", default=2)
+BALANCE_COOLDOWN = env.int("PADDOCK_BALANCE_COOLDOWN", default=3600)
+CELERY_BEAT_SCHEDULE["balance-zones"] = {
+    "task": "workers.tasks.balance_zones",
+    "schedule": timedelta(seconds=BALANCE_INTERVAL),
 }

@@ -131,6 +131,18 @@ ACTIONS: tuple[Action, ...] = (
         description="Lift the provider's suspension and start the server.",
     ),
     Action(
+        JobKind.MIGRATE,
+        "Migrate",
+        "arrow-left-right",
+        "outline-secondary",
+        frozenset({S.RUNNING, S.STOPPED, S.PAUSED}),
+        provider_only=True,
+        permission="hosting.migrate_server",
+        description="Move the server to another host: live when it runs (a pause of "
+        "milliseconds), offline with its disks when it is stopped. The API takes an optional "
+        "`target_host` (a host name; chosen by placement when absent) and `live`.",
+    ),
+    Action(
         JobKind.TERMINATE,
         "Terminate",
         "trash3",

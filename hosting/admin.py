@@ -18,6 +18,7 @@ from django.utils.html import format_html, format_html_join
 
 from .access import Caller, caller_from_request
 from .actions import PLAIN_ACTIONS, Action
+from .balance_admin import EvacuateAction
 from .choices import JobKind, ServerState
 from .models import (
     APIToken,
@@ -212,7 +213,7 @@ class ImageAdmin(AuditedAdmin):
 
 
 @admin.register(Host)
-class HostAdmin(MaintenanceActions, LiveServerCountMixin, AuditedAdmin):
+class HostAdmin(EvacuateAction, MaintenanceActions, LiveServerCountMixin, AuditedAdmin):
     list_display = [
         "name",
         "libvirt_uri",
@@ -255,6 +256,7 @@ class HostAdmin(MaintenanceActions, LiveServerCountMixin, AuditedAdmin):
             "Placement",
             {"fields": ["queue", "storage_pool", "network", "disk_mode", "virt_type"]},
         ),
+        ("Migration", {"fields": ["shared_pools", "migration_address"]}),
         ("Overcommit", {"fields": ["cpu_overcommit", "ram_overcommit"]}),
         (
             "Reserve and usage",
@@ -285,7 +287,7 @@ class HostAdmin(MaintenanceActions, LiveServerCountMixin, AuditedAdmin):
             },
         ),
     ]
-    actions = ["refresh_from_hypervisor", "enter_maintenance", "leave_maintenance"]
+    actions = ["refresh_from_hypervisor", "enter_maintenance", "evacuate", "leave_maintenance"]
 
     @admin.display(description="allocated (placement counters)")
     def usage(self, obj: Host) -> str:
@@ -413,6 +415,7 @@ class ServerAdmin(ReadOnlyAdmin):
         "reserved_host",
         "pinned_host",
         "required_cpu",
+        "balance_ignore",
         "placement",
         "state",
         "state_message",
@@ -427,7 +430,7 @@ class ServerAdmin(ReadOnlyAdmin):
     inlines = [IPAddressInline, JobInline]
     actions = [_server_action(entry) for entry in PLAIN_ACTIONS]
     # the placement constraints are the one thing staff edit here (audited)
-    editable_fields = ("pinned_host", "required_cpu")
+    editable_fields = ("pinned_host", "required_cpu", "balance_ignore")
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return admin.ModelAdmin.has_change_permission(self, request, obj)
@@ -478,10 +481,11 @@ class ServerAdmin(ReadOnlyAdmin):
 
 @admin.register(Zone)
 class ZoneAdmin(AuditedAdmin):
-    """A zone's placement policy: spread (default) or pack."""
+    """A zone's placement policy (spread, the default, or pack) and its balancer (off,
+    advise or apply)."""
 
-    list_display = ["name", "policy", "description"]
-    list_editable = ["policy"]
+    list_display = ["name", "policy", "balance_mode", "description"]
+    list_editable = ["policy", "balance_mode"]
 
 
 @admin.register(PlacementGroup)
@@ -571,6 +575,7 @@ class JobAdmin(ReadOnlyAdmin):
         "target_host",
         "params",
         "result",
+        "cancel_requested",
         "requested_by",
         "requested_via_token",
         "attempts",
@@ -587,6 +592,21 @@ class JobAdmin(ReadOnlyAdmin):
     class Media:
         # no style="" attributes: the Content Security Policy allows none
         css = {"all": ["paddock-admin.css"]}
+
+    actions = ["cancel_jobs"]
+
+    @admin.action(description="Cancel selected jobs (a running migration is aborted)")
+    def cancel_jobs(self, request: HttpRequest, queryset: QuerySet) -> None:
+        from .services.migration import request_cancel
+
+        caller = caller_from_request(request)
+        for job in queryset:
+            try:
+                request_cancel(job=job, caller=caller)
+            except ServiceError as exc:
+                self.message_user(request, f"Job #{job.pk}: {exc.message}", messages.WARNING)
+            else:
+                self.message_user(request, f"Job #{job.pk}: cancel asked", messages.SUCCESS)
 
     @admin.display(description="log")
     def log_lines(self, obj: Job) -> str:

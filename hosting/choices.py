@@ -43,6 +43,21 @@ class PlacementPolicy(models.TextChoices):
     PACK = "pack", "Pack (the fullest host that still fits)"
 
 
+class BalanceMode(models.TextChoices):
+    """What the balancer does in a zone (hosting/services/balancer.py)."""
+
+    OFF = "off", "Off"
+    ADVISE = "advise", "Advise (plans wait for approval in the admin)"
+    APPLY = "apply", "Apply (migrations are requested at once)"
+
+
+class BalancePlanStatus(models.TextChoices):
+    PROPOSED = "proposed", "Proposed (waiting for approval)"
+    APPLIED = "applied", "Applied (migrations requested)"
+    REJECTED = "rejected", "Rejected"
+    SUPERSEDED = "superseded", "Superseded by a newer plan"
+
+
 class GroupRule(models.TextChoices):
     AFFINITY = "affinity", "Affinity (same host)"
     ANTI_AFFINITY = "anti-affinity", "Anti-affinity (different hosts)"
@@ -72,6 +87,7 @@ class ServerState(models.TextChoices):
     PAUSED = "paused", "Paused"
     ERROR = "error", "Error"
     UNKNOWN = "unknown", "Unknown (host unreachable)"
+    MIGRATING = "migrating", "Migrating"
     TERMINATING = "terminating", "Terminating"
     TERMINATED = "terminated", "Terminated"
 
@@ -100,6 +116,7 @@ class JobKind(models.TextChoices):
     SUSPEND = "suspend", "Suspend"
     UNSUSPEND = "unsuspend", "Unsuspend"
     TERMINATE = "terminate", "Terminate"
+    MIGRATE = "migrate", "Migrate"
     HOST_REFRESH = "host_refresh", "Refresh host"
     SNAPSHOT_CREATE = "snapshot_create", "Take snapshot"
     SNAPSHOT_REVERT = "snapshot_revert", "Revert to snapshot"
@@ -107,6 +124,7 @@ class JobKind(models.TextChoices):
     BACKUP = "backup", "Back up"
     BACKUP_VERIFY = "backup_verify", "Verify backup"
     BACKUP_RESTORE = "backup_restore", "Restore backup"
+    EVACUATE = "evacuate", "Evacuate host"
 
 
 class JobStatus(models.TextChoices):

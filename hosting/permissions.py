@@ -39,6 +39,7 @@ ACTION_PERMISSIONS: dict[str, str] = {
     JobKind.PROVISION: "hosting.add_server",
     JobKind.HOST_REFRESH: REFRESH_HOST,
     HOST_MAINTENANCE: "hosting.maintain_host",
+    JobKind.EVACUATE: "hosting.maintain_host",
 }
 
 

@@ -28,7 +28,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from .backends import Backend, BackendError, get_backend
+from .backends import Backend, BackendError, Cancelled, get_backend
 from .choices import JobStatus
 from .models import Host, Job, Server
 from .services import jobs as job_service
@@ -42,7 +42,21 @@ RUNNER_MODULES = (
     "hosting.services.hosts",
     "hosting.services.snapshots",
     "hosting.services.backups",
+    "hosting.services.migration",
+    "hosting.services.evacuation",
 )
+
+
+class Again(Exception):
+    """Raised by a runner that waits on other jobs (an evacuation on its migrations): the
+    job is queued again to run after `seconds`, without counting a retry, and its next run
+    picks up from what it recorded in `result`. No worker waits meanwhile."""
+
+    def __init__(self, seconds: float, message: str):
+        super().__init__(message)
+        self.seconds = seconds
+        self.message = message
+
 
 RunFn = Callable[["JobContext"], str]
 UndoFn = Callable[["JobContext", BaseException], None]
@@ -190,7 +204,7 @@ def run_job(job_id: int) -> str:
     """Claim the job, run its runner with a heartbeat, and record how it ended.
 
     Returns what happened, for the worker's log: "skipped", "succeeded", "retrying",
-    "failed" or "lost" (another worker holds the job now).
+    "again" (it waits on other jobs), "failed" or "lost" (another worker holds it now).
     """
     try:
         job = job_service.claim(job_id)
@@ -212,6 +226,10 @@ def run_job(job_id: int) -> str:
         except LeaseLost:
             log.warning("job %s: lease %s lost; the new holder carries on", job_id, job.lease)
             return "lost"
+        except Again as again:
+            return _again(job, again)
+        except Cancelled as exc:  # asked to stop: undone like a failure, recorded as cancelled
+            return _fail(job, rule, ctx, exc, exc.message, status=JobStatus.CANCELLED)
         except BackendError as exc:
             if (
                 exc.transient
@@ -259,6 +277,19 @@ def _retry(job: Job, exc: BackendError) -> str:
     return "retrying"
 
 
+def _again(job: Job, again: Again) -> str:
+    try:
+        job_service.schedule_retry(
+            job,
+            run_after=timezone.now() + timedelta(seconds=again.seconds),
+            message=again.message,
+            count=False,
+        )
+    except LeaseLost:
+        return "lost"
+    return "again"
+
+
 def _after_failure(rule: Runner | None, ctx: JobContext | None, exc: BaseException) -> None:
     """Undo what the runner left, then record what the hypervisor says (best effort)."""
     if rule is None or ctx is None:
@@ -273,7 +304,13 @@ def _after_failure(rule: Runner | None, ctx: JobContext | None, exc: BaseExcepti
 
 
 def _fail(
-    job: Job, rule: Runner | None, ctx: JobContext | None, exc: BaseException, error: str
+    job: Job,
+    rule: Runner | None,
+    ctx: JobContext | None,
+    exc: BaseException,
+    error: str,
+    *,
+    status: str = JobStatus.FAILED,
 ) -> str:
     try:
         with transaction.atomic():
@@ -282,7 +319,7 @@ def _fail(
         return "lost"
     _after_failure(rule, ctx, exc)
     try:
-        job_service.finish(job, status=JobStatus.FAILED, message="Failed", error=error)
+        job_service.finish(job, status=status, message=status.capitalize(), error=error)
     except LeaseLost:
         return "lost"
-    return "failed"
+    return "failed" if status == JobStatus.FAILED else str(status)

@@ -14,9 +14,11 @@ S = ServerState
 TRANSITIONS: dict[str, frozenset[str]] = {
     S.PENDING: frozenset({S.PROVISIONING, S.ERROR, S.TERMINATING}),
     S.PROVISIONING: frozenset({S.RUNNING, S.STOPPED, S.ERROR, S.TERMINATING}),
-    S.RUNNING: frozenset({S.STOPPED, S.PAUSED, S.ERROR, S.UNKNOWN, S.TERMINATING}),
-    S.STOPPED: frozenset({S.RUNNING, S.ERROR, S.UNKNOWN, S.TERMINATING}),
-    S.PAUSED: frozenset({S.RUNNING, S.STOPPED, S.ERROR, S.UNKNOWN, S.TERMINATING}),
+    S.RUNNING: frozenset({S.STOPPED, S.PAUSED, S.ERROR, S.UNKNOWN, S.TERMINATING, S.MIGRATING}),
+    S.STOPPED: frozenset({S.RUNNING, S.ERROR, S.UNKNOWN, S.TERMINATING, S.MIGRATING}),
+    S.PAUSED: frozenset({S.RUNNING, S.STOPPED, S.ERROR, S.UNKNOWN, S.TERMINATING, S.MIGRATING}),
+    # moving to another host: back to what it was (on either host), or what the host says
+    S.MIGRATING: frozenset({S.RUNNING, S.STOPPED, S.PAUSED, S.ERROR, S.UNKNOWN}),
     S.ERROR: frozenset({S.RUNNING, S.STOPPED, S.PAUSED, S.UNKNOWN, S.TERMINATING}),
     # a server whose host cannot be reached: whatever the host says when it is back
     S.UNKNOWN: frozenset({S.RUNNING, S.STOPPED, S.PAUSED, S.ERROR, S.TERMINATING}),

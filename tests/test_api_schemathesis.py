@@ -37,6 +37,15 @@ NAMES_EXISTING_ROWS = [
     "GET /api/v1/ssh-keys/",
 ]
 
+# A migration and its cancel change state that outlives one example (room held on a
+# host, a job cancelled for good): chained, hypothesis's replays of the state machine see
+# other answers and give up as "flaky". They are left out of the chained calls; each is
+# still checked on its own by test_api_keeps_its_schema.
+STATE_CHANGING_ACROSS_EXAMPLES = [
+    "POST /api/v1/servers/{uuid}/migrate/",
+    "POST /api/v1/jobs/{id}/cancel/",
+]
+
 CONFIG = schemathesis.Config.from_dict(
     {
         "seed": 20261124,
@@ -71,7 +80,7 @@ CONFIG = schemathesis.Config.from_dict(
                         "expected-statuses": ["2xx", "400", "401", "403", "404", "409"]
                     }
                 },
-            }
+            },
         ],
     }
 )
@@ -129,7 +138,9 @@ def test_api_keeps_its_schema(case, billing_headers):
 def test_api_keeps_its_schema_across_calls(billing_headers):
     # given a billing token; when schemathesis chains calls (a created customer's id in
     # the next request, ...); then every answer passes every check
-    class Workflow(schema.as_state_machine()):  # type: ignore[misc]
+    chained = schema.exclude(name=STATE_CHANGING_ACROSS_EXAMPLES)
+
+    class Workflow(chained.as_state_machine()):  # type: ignore[misc]
         def get_call_kwargs(self, case):
             return {"headers": billing_headers}
 

@@ -43,9 +43,6 @@ def web_server():
         **os.environ,
         "DATABASE_URL": database_url(connection.settings_dict),
         "REDIS_URL": settings.REDIS_URL,
-        # this run's keys and channel-layer groups (config/settings.py: _REDIS_PREFIX)
-        "CACHE_PREFIX": settings.CACHES["default"]["KEY_PREFIX"],
-        "CHANNELS_PREFIX": settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"],
         "SECRET_KEY": settings.SECRET_KEY,
         "DJANGO_SETTINGS_MODULE": "config.settings",
         "DEBUG": "false",

@@ -17,8 +17,8 @@ from hosting.backends import BackendError, get_backend
 from hosting.choices import HostState
 from hosting.models import Host, Server
 from hosting.runners import run_job as run
+from hosting.services import balancer, quotas, stats_history
 from hosting.services import jobs as job_service
-from hosting.services import quotas, stats_history
 from hosting.services.collector import collect_host, stats_queue
 from hosting.services.console import refresh as refresh_console
 from hosting.services.reconcile import reconcile_host as reconcile
@@ -128,3 +128,12 @@ def set_server_bandwidth(server_id: int, kbps: int | None) -> bool:
         log.warning("bandwidth of %s not set: %s", server.hostname, exc)
         return False
     return True
+
+
+@shared_task(ignore_result=True, expires=60)
+def balance_zones() -> list[dict]:
+    """Beat, every BALANCE_INTERVAL: one balancer tick per zone that balances."""
+    return [
+        {"zone": r.zone, "spread": round(r.spread, 4), "plan": r.plan.pk if r.plan else None}
+        for r in balancer.tick_all()
+    ]

@@ -18,6 +18,7 @@ STATE_ICONS: dict[str, str] = {
     ServerState.PAUSED: "pause-circle",
     ServerState.ERROR: "exclamation-octagon",
     ServerState.UNKNOWN: "question-circle",
+    ServerState.MIGRATING: "arrow-left-right",
     ServerState.TERMINATING: "trash3",
     ServerState.TERMINATED: "x-circle",
     # not a power state: the provider's suspension, shown instead of it (display_state)

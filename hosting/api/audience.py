@@ -26,8 +26,8 @@ def serializer_for(request: Any, customer_class: type, provider_class: type) -> 
 
 
 class PublicTextMixin:
-    """Passes `public_text_fields` through customer_message(), with the object's host
-    (or the `hosts` of the context) as names to hide."""
+    """Passes `public_text_fields` through customer_message(), with the object's host and
+    target host (or the `hosts` of the context) as names to hide."""
 
     public_text_fields: tuple[str, ...] = ()
     context: dict[str, Any]
@@ -36,9 +36,9 @@ class PublicTextMixin:
         data = super().to_representation(instance)  # type: ignore[misc]
         if self.public_text_fields:
             hosts = self.context.get("hosts")
-            if hosts is None:
-                host = getattr(instance, "host", None)
-                hosts = [host.name] if host is not None else []
+            if hosts is None:  # the object's host, and a migration's target
+                found = (getattr(instance, f, None) for f in ("host", "target_host"))
+                hosts = [host.name for host in found if host is not None]
             for name in self.public_text_fields:
                 if name in data:
                     data[name] = customer_message(data[name], hosts=hosts)

@@ -83,6 +83,8 @@ class HostSerializer(StrictFieldsMixin, FastRepresentationMixin, serializers.Mod
             "state",
             "zone",
             "storage_pool",
+            "shared_pools",
+            "migration_address",
             "network",
             "queue",
             "cpus",
@@ -281,16 +283,43 @@ class ProviderJobSerializer(JobSerializer):
     requested_by: serializers.SlugRelatedField = serializers.SlugRelatedField(
         slug_field="username", read_only=True, allow_null=True
     )
+    target_host: serializers.SlugRelatedField[Host] = serializers.SlugRelatedField(
+        slug_field="name", read_only=True, allow_null=True
+    )
     log = serializers.ListField(child=serializers.CharField(), read_only=True)
+    params = serializers.DictField(read_only=True)
+    result = serializers.DictField(read_only=True)
     public_text_fields = ()
 
     class Meta(JobSerializer.Meta):
-        provider_fields = ["log", "host", "requested_by"]
+        provider_fields = ["log", "host", "target_host", "params", "result", "requested_by"]
         fields = [*JobSerializer.Meta.fields, *provider_fields]
         read_only_fields = fields
 
 
 JobSerializer.provider_variant = ProviderJobSerializer  # type: ignore[attr-defined]
+
+
+class MigrateSerializer(StrictFieldsMixin, serializers.Serializer):
+    """A migration request (provider only)."""
+
+    target_host = serializers.SlugRelatedField(
+        slug_field="name",
+        queryset=Host.objects.all(),
+        required=False,
+        allow_null=True,
+        help_text="The host to move to (its name); chosen by placement when absent.",
+    )
+    live = serializers.BooleanField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Live (the server keeps running) or offline; default: live if it runs.",
+    )
+    bandwidth_mib_s = serializers.IntegerField(required=False, min_value=1)
+    downtime_ms = serializers.IntegerField(required=False, min_value=1, max_value=10_000)
+    postcopy = serializers.BooleanField(required=False)
+    timeout_s = serializers.IntegerField(required=False, min_value=10, max_value=86_400)
 
 
 class ConsoleSerializer(PublicTextMixin, serializers.Serializer):

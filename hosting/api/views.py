@@ -15,6 +15,8 @@ from ..filtersets import CustomerFilterSet, JobFilterSet, ServerFilterSet, SSHKe
 from ..models import Customer, Host, Image, IPAddress, Job, Plan, Server, SSHKey
 from ..services import console as console_service
 from ..services import customers as customer_service
+from ..services import evacuation as evacuation_service
+from ..services import migration as migration_service
 from ..services import servers as server_service
 from ..services import stats_history
 from ..services.hosts import HOST_FIELDS, onboard_host, request_refresh
@@ -88,6 +90,30 @@ class HostViewSet(IntegerLookupMixin, AuditedModelMixin, viewsets.ModelViewSet):
     )
     def refresh(self, request, pk=None):
         job = request_refresh(host=self.get_object(), caller=caller_from_request(request))
+        data = s.ProviderJobSerializer(job, context=self.get_serializer_context()).data
+        return Response(data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        request=None,
+        responses={202: s.JobSerializer},
+        description="Put the host into maintenance (if it is not) and queue one job that "
+        "moves every server away, each to the host placement chooses: running ones live, "
+        "stopped ones offline, EVACUATE_PARALLEL at a time. The job's progress is the share "
+        "moved; its result lists each server moved or why it could not move.",
+    )
+    @action(
+        detail=True,
+        methods=["post"],
+        permission_classes=[
+            TokenScopePermission,
+            StaffOnly,
+            action_permission(JobKind.EVACUATE),
+        ],
+    )
+    def evacuate(self, request, pk=None):
+        job = evacuation_service.request_evacuation(
+            host=self.get_object(), caller=caller_from_request(request)
+        )
         data = s.ProviderJobSerializer(job, context=self.get_serializer_context()).data
         return Response(data, status=status.HTTP_202_ACCEPTED)
 
@@ -224,6 +250,35 @@ class ServerViewSet(ServerSnapshotRoutes, ScopedModelViewSet):
         return self._job_response(job)
 
     @extend_schema(
+        request=s.MigrateSerializer,
+        responses={202: s.JobSerializer},
+        summary="Migrate",
+        description="Move the server to another host: live when it runs, offline (with its "
+        "disks) when it is stopped. `target_host` (a host name) is chosen by placement when "
+        "absent. Refused (409) with the reason of every failed pre-check. Provider only "
+        "(staff, billing tokens). Returns 202 with the job; its result records total time, "
+        "downtime and bytes sent.",
+    )
+    @action(detail=True, methods=["post"], url_path="migrate")
+    def migrate(self, request, uuid=None):
+        server = self.get_object()
+        caller = caller_from_request(request)
+        # who may ask comes before the input: a customer learns nothing about hosts
+        migration_service.require_may_migrate(server=server, caller=caller)
+        body = s.MigrateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        tuning = {k: data[k] for k in migration_service.TUNING_PARAMS if k in data}
+        job = migration_service.request_migration(
+            server=server,
+            caller=caller,
+            target=data.get("target_host"),
+            live=data.get("live"),
+            tuning=tuning,
+        )
+        return self._job_response(job)
+
+    @extend_schema(
         responses={200: s.ConsoleSerializer},
         description="The tail of the serial console log (read-only). A worker refreshes it "
         "every few seconds while it is being read; poll this endpoint.",
@@ -302,7 +357,8 @@ def _action_route(entry: Action):
 
 
 for _entry in PLAIN_ACTIONS:
-    if not _entry.api_delete:
+    # migrate takes a body: its route is written out above
+    if not _entry.api_delete and _entry.kind != JobKind.MIGRATE:
         setattr(ServerViewSet, _entry.kind, _action_route(_entry))
 
 
@@ -318,3 +374,17 @@ class JobViewSet(IntegerLookupMixin, ScopedReadOnlyViewSet):
     def get_object(self):
         pk = self.checked_lookup()
         return get_object_or_404(self.filter_queryset(self.get_queryset()), pk=pk)
+
+    @extend_schema(
+        request=None,
+        responses={200: s.JobSerializer},
+        description="Cancel a migration: a queued one at once; a running one is aborted "
+        "(the server stays on its host) and ends as cancelled. Provider only.",
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        job = migration_service.request_cancel(
+            job=self.get_object(), caller=caller_from_request(request)
+        )
+        serializer = serializer_for(request, s.JobSerializer, s.ProviderJobSerializer)
+        return Response(serializer(job, context=self.get_serializer_context()).data)

@@ -26,12 +26,14 @@ from .base import Backend, HostInfo
 from .capabilities import Capability
 from .errors import (
     BackendError,
+    Cancelled,
     DomainNotFound,
     HostUnreachable,
     ImageNotAvailable,
     NotSupported,
     OperationTimeout,
 )
+from .migration import MigrationResult, MigrationTuning
 from .power import PowerState
 from .registry import (
     backend_capabilities,
@@ -46,6 +48,7 @@ from .stats import DiskStats, GuestStats, HostStats, NicStats
 __all__ = [
     "Backend",
     "BackendError",
+    "Cancelled",
     "Capability",
     "DiskStats",
     "DomainNotFound",
@@ -56,6 +59,8 @@ __all__ = [
     "HostUnreachable",
     "ImageNotAvailable",
     "ImageSource",
+    "MigrationResult",
+    "MigrationTuning",
     "NicStats",
     "NotSupported",
     "OperationTimeout",

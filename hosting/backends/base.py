@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from .capabilities import Capability
 from .errors import NotSupported
+from .migration import CancelCheck, MigrationResult, MigrationTuning, never_cancelled
 from .power import PowerState
 from .spec import ByteSink, GuestSpec, Progress
 from .stats import HostStats
@@ -186,7 +187,7 @@ class Backend(ABC):
         uploads the disk before provisioning, which then keeps it)."""
         raise NotSupported("This host's backend cannot restore disks.")
 
-    # --- migration (the signatures of the migration issue; not built yet) -----------
+    # --- migration -----------------------------------------------------------------
     def check_migration(self, name: str, target: Backend, *, live: bool = True) -> list[str]:
         """Problems that would stop guest `name` moving from this host to `target`, for an
         admin to read; [] when none was found. Never raises for a problem it can name.
@@ -210,16 +211,15 @@ class Backend(ABC):
         target: Backend,
         *,
         live: bool = True,
-        bandwidth_mib_s: int | None = None,
-        downtime_ms: int | None = None,
+        tuning: MigrationTuning | None = None,
         progress: Progress | None = None,
-    ) -> None:
-        """Move guest `name` to `target`: running (`live`, a pause of at most
-        `downtime_ms` at the switch-over) or stopped, with disks that are not on shared
-        storage copied, at most `bandwidth_mib_s`. Reports progress; on return the guest
-        runs on the target (when it ran before) and is gone from this host. Safe to call
-        again after a failure: a guest already on the target is left there."""
+        should_cancel: CancelCheck = never_cancelled,
+    ) -> MigrationResult:
+        """Move guest `name` to `target`: running (`live`, tuned by `tuning`: bandwidth,
+        downtime target, escalation, time limit) or stopped, with disks that are not on
+        storage both hosts share copied. Reports progress and polls `should_cancel`; on
+        return the guest runs on the target (when it ran before) and is gone from this
+        host. On failure (`Cancelled` when asked to stop) the guest is still here, as it
+        was, and nothing is left of it on the target."""
         needed = Capability.LIVE_MIGRATION if live else Capability.OFFLINE_MIGRATION
-        if not self.supports(needed):
-            raise NotSupported(f"This host's backend cannot do {needed.label}.")
-        raise NotSupported("Migration is not built yet.")
+        raise NotSupported(f"This host's backend cannot do {needed.label}.")

@@ -43,3 +43,8 @@ class HostBusy(BackendError):
     """The host runs as many of these operations as it may at once; try again later."""
 
     transient = True
+
+
+class Cancelled(BackendError):
+    """The operation was stopped because its job was cancelled (a migration aborted: the
+    guest stays where it was)."""

@@ -19,13 +19,16 @@ from typing import TYPE_CHECKING
 import libvirt
 
 from ..choices import BackendKind
+from . import libvirt_migration, libvirt_migration_checks
 from .base import Backend, HostInfo
 from .capabilities import Capability
 from .domain_xml import DomainSpec, dir_pool_xml, domain_xml, volume_xml
-from .errors import BackendError, ImageNotAvailable
+from .errors import BackendError, ImageNotAvailable, NotSupported
 from .libvirt_connections import DEFAULT_CONNECT_TIMEOUT, connect, translated
 from .libvirt_disks import LibvirtDisksMixin
+from .libvirt_migration import migration_host
 from .libvirt_stats import STATE_MAP, STATS_GROUPS, guest_stats
+from .migration import CancelCheck, MigrationResult, MigrationTuning, never_cancelled
 from .nocloud import seed_iso
 from .power import PowerState
 from .registry import register_backend
@@ -83,6 +86,8 @@ class LibvirtBackend(LibvirtDisksMixin, Backend):
         virt_type: str | None = None,
         pool_path: str | None = None,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        shared_pools: frozenset[str] = frozenset(),
+        migration_address: str | None = None,
     ):
         self.uri = uri
         self.pool_name = pool
@@ -94,6 +99,12 @@ class LibvirtBackend(LibvirtDisksMixin, Backend):
             self.virt_type = virt_type or "qemu"
         self.pool_path = pool_path or f"/var/lib/paddock/{pool}"
         self.connect_timeout = connect_timeout
+        # pools whose directory every host sees at the same path (NFS, a cluster file
+        # system, the testbed's shared directory): disks there are not copied
+        self.shared_pools = frozenset(shared_pools)
+        # where the target of a live migration receives its stream: the address its URI
+        # reaches it at, unless set (hosts that share a hostname need it)
+        self.migration_address = migration_address or migration_host(uri)
 
     @classmethod
     def for_host(cls, host: Host) -> LibvirtBackend:
@@ -110,6 +121,8 @@ class LibvirtBackend(LibvirtDisksMixin, Backend):
             virt_type=settings.VIRT_TYPE or host.effective_virt_type,
             pool_path=f"{settings.STORAGE_ROOT}/{host.storage_pool}",
             connect_timeout=settings.CONNECT_TIMEOUT,
+            shared_pools=frozenset(host.shared_pools),
+            migration_address=host.migration_address or None,
         )
 
     @classmethod
@@ -489,4 +502,33 @@ class LibvirtBackend(LibvirtDisksMixin, Backend):
             problems.append("The target is the guest's own host.")
         if self.state(name) == PowerState.MISSING:
             problems.append(f"There is no guest {name} on the source host.")
-        return problems
+        if problems or not isinstance(target, LibvirtBackend):
+            return problems
+        return libvirt_migration_checks.check(self, name, target, live=live)
+
+    def migrate(
+        self,
+        name: str,
+        target: Backend,
+        *,
+        live: bool = True,
+        tuning: MigrationTuning | None = None,
+        progress: Progress | None = None,
+        should_cancel: CancelCheck = never_cancelled,
+    ) -> MigrationResult:
+        needed = Capability.LIVE_MIGRATION if live else Capability.OFFLINE_MIGRATION
+        if not (self.supports(needed) and target.supports(needed)):
+            raise NotSupported(f"These hosts cannot do {needed.label}.")
+        assert isinstance(target, LibvirtBackend)
+        if live:
+            return libvirt_migration.migrate_live(
+                self,
+                name,
+                target,
+                tuning=tuning or MigrationTuning(),
+                progress=progress,
+                should_cancel=should_cancel,
+            )
+        return libvirt_migration.migrate_offline(
+            self, name, target, progress=progress, should_cancel=should_cancel
+        )

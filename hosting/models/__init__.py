@@ -1,5 +1,6 @@
 from .audit import AuditEvent
 from .backups import Backup, BackupPolicy, Snapshot
+from .balance import BalancePlan
 from .catalog import Image, Plan
 from .customers import Customer, Membership, SSHKey
 from .hosts import Host, Zone
@@ -14,6 +15,7 @@ __all__ = [
     "AuditEvent",
     "Backup",
     "BackupPolicy",
+    "BalancePlan",
     "Customer",
     "Host",
     "IPAddress",

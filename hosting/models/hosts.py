@@ -7,7 +7,15 @@ from django.db import models
 from django.db.models import F, Func, Value
 from django.db.models.functions import Coalesce
 
-from ..choices import BackendKind, DiskMode, HostState, PlacementPolicy, VirtKind, VirtType
+from ..choices import (
+    BackendKind,
+    BalanceMode,
+    DiskMode,
+    HostState,
+    PlacementPolicy,
+    VirtKind,
+    VirtType,
+)
 from ..querysets import HostQuerySet
 from ..validators import validate_libvirt_uri
 
@@ -59,6 +67,20 @@ class Host(models.Model):
     zone = models.CharField(max_length=50, blank=True, default="")
     storage_pool = models.CharField(
         max_length=100, default="paddock", help_text="libvirt storage pool for server disks."
+    )
+    shared_pools = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Storage pools this host shares with others at the same path (NFS, a "
+        "cluster file system): migrations leave disks there in place. libvirt cannot tell "
+        "a shared directory from a local one, so only the pools named here are trusted.",
+    )
+    migration_address = models.CharField(
+        max_length=100,
+        blank=True,
+        default="",
+        help_text="Address this host receives live migrations at; empty: the address of "
+        "its libvirt URI. Needed where hosts share a hostname.",
     )
     network = models.CharField(
         max_length=100, default="default", help_text="libvirt network the guests attach to."
@@ -218,6 +240,11 @@ class Zone(models.Model):
         max_length=16, choices=PlacementPolicy.choices, default=PlacementPolicy.SPREAD
     )
     description = models.CharField(max_length=200, blank=True, default="")
+    # the balancer (hosting/services/balancer.py): off, advise (plans wait for approval)
+    # or apply (migrations requested at once)
+    balance_mode = models.CharField(
+        max_length=16, choices=BalanceMode.choices, default=BalanceMode.OFF
+    )
 
     class Meta:
         ordering = ["name"]

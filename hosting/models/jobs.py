@@ -34,6 +34,8 @@ class Job(models.Model):
     # what the job was asked (its runner's input) and what it produced (its output)
     params = models.JSONField(default=dict, blank=True)
     result = models.JSONField(default=dict, blank=True)
+    # the provider asked a running job to stop (a migration aborts; the guest stays put)
+    cancel_requested = models.BooleanField(default=False)
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
     )

@@ -63,6 +63,11 @@ class Server(models.Model):
         default="",
         help_text="Only hosts whose CPU model contains this text (e.g. 'EPYC', 'Skylake').",
     )
+    balance_ignore = models.BooleanField(
+        "ignored by the balancer",
+        default=False,
+        help_text="The balancer never moves this server (maintenance still may).",
+    )
     hostname = models.CharField(max_length=253, validators=[hostname_validator])
     state = models.CharField(
         max_length=16, choices=ServerState.choices, default=ServerState.PENDING, db_index=True
@@ -92,6 +97,7 @@ class Server(models.Model):
             ("terminate_server", "Can terminate servers"),
             ("snapshot_server", "Can take, revert and delete snapshots of servers"),
             ("backup_server", "Can back up, verify and restore servers"),
+            ("migrate_server", "Can migrate servers between hosts"),
         ]
 
     def __str__(self) -> str:

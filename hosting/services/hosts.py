@@ -27,6 +27,8 @@ HOST_FIELDS = (
     "state",
     "zone",
     "storage_pool",
+    "shared_pools",
+    "migration_address",
     "network",
     "queue",
     "disk_mode",

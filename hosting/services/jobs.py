@@ -202,17 +202,22 @@ def _worker_lost(job: Job) -> None:
         publish_job(job)
 
 
-def schedule_retry(job: Job, *, run_after: datetime, message: str) -> None:
-    """After a transient error: queue the job again, to run no earlier than `run_after`."""
+def schedule_retry(job: Job, *, run_after: datetime, message: str, count: bool = True) -> None:
+    """After a transient error: queue the job again, to run no earlier than `run_after`.
+    `count` False: not a retry (a job that waits on others runs again later)."""
     now = timezone.now()
     with transaction.atomic():
         require_lease(job)
-        job.retries += 1
+        if count:
+            job.retries += 1
         job.status = JobStatus.QUEUED
         job.run_after = run_after
         _note(job, message)
         job.heartbeat_at = now
-        job.save(update_fields=["retries", "status", "run_after", "message", "log", "heartbeat_at"])
+        fields = ["retries", "status", "run_after", "message", "log", "heartbeat_at"]
+        if not count:  # what it recorded so far is where its next run picks up
+            fields += ["result", "progress"]
+        job.save(update_fields=fields)
         publish_job(job)
         enqueue_on_commit(job, countdown=max(0.0, (run_after - now).total_seconds()))
 

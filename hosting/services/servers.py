@@ -117,6 +117,10 @@ def request_action(*, server: Server, action: str, caller: Caller) -> Job:
     """Accept an action from the registry (hosting/actions.py) for a worker to carry out,
     if the server's state and the caller allow it."""
     entry = get_action(action)
+    if action == JobKind.MIGRATE:  # with its defaults: a target chosen, live if it runs
+        from .migration import request_migration
+
+        return request_migration(server=server, caller=caller)
     if not entry.plain:
         raise IllegalAction(f"{entry.label} needs more than the server: use its own route.")
     access = caller.access

@@ -60,6 +60,11 @@ class Command(BaseCommand):
                     read_now=True,
                     libvirt_uri=tb.uri,
                     storage_pool=layout.HOST_POOL,
+                    # a directory that every testbed host mounts at the same path: libvirt
+                    # sees a local directory, Paddock is told it is shared
+                    shared_pools=[layout.SHARED_POOL],
+                    # the hosts share the machine's hostname: each gets its stream here
+                    migration_address=str(tb.address.ip),
                     network=layout.GUEST_NETWORK,
                     queue=queue,
                     zone="testbed",
