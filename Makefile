@@ -49,6 +49,7 @@ help:
 	@echo "make bench-http  the API under 1/10/50 connections through the make-run server (wrk)"
 	@echo "make bench-ws  WebSocket fan-out: 100, 500, 2,000 clients at a sample a second"
 	@echo "make bench-placement  placement with 1,000 hosts and 50,000 servers vs the old algorithm"
+	@echo "make bench-migration  live migration of a hot guest, Paddock vs plain virsh migrate (root)"
 	@echo "make bench-balance  the balancer's planner over a 24-hour load trace (20 hosts, 300 servers)"
 	@echo "make bench-provision  API request to guest ready line vs qemu-img + virsh (root)"
 	@echo "make bench-backup  full and incremental backup of a 2 GiB disk vs qemu-img convert (root)"
