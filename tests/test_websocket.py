@@ -396,6 +396,34 @@ def test_console_comes_whole_then_appended(server, owner):
     async_to_sync(scenario)()
 
 
+def test_a_first_read_of_a_silent_console_is_sent_too(server, owner):
+    from django.core.cache import cache
+    from django.utils import timezone
+
+    from hosting.services import console
+
+    cache.delete(f"console:{server.uuid}")
+    communicator = socket(server, owner)
+
+    async def scenario():
+        connected, _ = await communicator.connect(timeout=5)
+        assert connected
+        try:
+            await communicator.send_json_to({"type": "console"})
+            never = await communicator.receive_json_from(timeout=5)
+            assert (never["text"], never["at"]) == ("", "")  # not read yet
+            # when the first read finds nothing printed: the page learns it was read
+            empty = console.ConsoleTail(text="", fetched_at=timezone.now())
+            await sync_to_async(console.store)(server, empty, previous=console.cached_tail(server))
+            read = await communicator.receive_json_from(timeout=5)
+            assert (read["text"], read["at"]) == ("", empty.fetched_at.isoformat())
+        finally:
+            await communicator.disconnect()
+        cache.delete(f"console:{server.uuid}")
+
+    async_to_sync(scenario)()
+
+
 def test_following_the_console_asks_a_worker_for_fresh_reads(server, owner, settings):
     """While a page follows the console, its socket asks for a read every refresh period
     (at most one in flight per server): the worker's `fetch_console` on the host's queue."""

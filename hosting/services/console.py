@@ -102,7 +102,8 @@ def refresh(server: Server) -> ConsoleTail:
 def store(server: Server, current: ConsoleTail, *, previous: ConsoleTail) -> None:
     """Keep a fresh read for the web process and push what changed to the open pages."""
     cache.set(_key(server), current.__dict__, timeout=KEEP_SECONDS)
-    if (current.text, current.error) != (previous.text, previous.error):
+    first = previous.fetched_at is None  # even an empty first read ends "Reading…"
+    if first or (current.text, current.error) != (previous.text, previous.error):
         send_many([(server_group(server.uuid), tail_message(server, current, previous=previous))])
 
 
