@@ -62,6 +62,42 @@ def virsh(host: Host, *args: str) -> str:
     ).stdout
 
 
+# --- guests that move: their heartbeat continues, their domain runs on one host ---------------
+HEARTBEAT = re.compile(r"paddock-guest heartbeat=(\d+)")
+
+
+def wait_text(read, pattern: str, *, count: int = 1, timeout: float = BOOT_TIMEOUT) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        text = read()
+        if len(re.findall(pattern, text)) >= count:
+            return text
+        assert time.monotonic() < deadline, f"{pattern!r} x{count} not seen:\n{text[-3000:]}"
+        time.sleep(1)
+
+
+def beats(text: str) -> list[int]:
+    return [int(n) for n in HEARTBEAT.findall(text)]
+
+
+def assert_kept_running(read, before: str) -> None:
+    """After a move: more heartbeats, in order, and no boot since `before` was read."""
+    seen = len(beats(before))
+    text = wait_text(read, HEARTBEAT.pattern, count=seen + 2, timeout=60)
+    counts = beats(text)
+    assert counts == sorted(counts) and len(set(counts)) == len(counts), counts
+    assert counts[-1] > beats(before)[-1]
+    assert text.count(" ready") == before.count(" ready"), "the guest booted again"
+
+
+def domains(host: Host) -> list[str]:
+    return virsh(host, "list", "--all", "--name").split()
+
+
+def running(host: Host) -> list[str]:
+    return virsh(host, "list", "--name").split()
+
+
 def create(client, customer, plan, image, hostname, ssh_keys=()) -> tuple[str, dict]:
     resp = client.post(
         "/api/v1/servers/",

@@ -6,8 +6,6 @@ back and they never boot again while they move."""
 
 from __future__ import annotations
 
-import re
-import time
 from pathlib import Path
 
 import pytest
@@ -16,11 +14,20 @@ from hosting.choices import ServerState
 from hosting.models import AuditEvent, Host, Server
 from testbed import layout
 
-from .guests import BOOT_TIMEOUT, console, create, virsh, wait_console, wait_job
+from .guests import (
+    assert_kept_running,
+    beats,
+    console,
+    create,
+    domains,
+    running,
+    virsh,
+    wait_console,
+    wait_job,
+    wait_text,
+)
 
 pytestmark = [pytest.mark.system, pytest.mark.django_db(transaction=True)]
-
-HEARTBEAT = re.compile(r"paddock-guest heartbeat=(\d+)")
 
 
 def use_pool(pool: str) -> None:
@@ -33,42 +40,10 @@ def shared_console(server: Server) -> str:
     return path.read_text(errors="replace") if path.exists() else ""
 
 
-def wait_text(read, pattern: str, *, count: int = 1, timeout: float = BOOT_TIMEOUT) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
-        text = read()
-        if len(re.findall(pattern, text)) >= count:
-            return text
-        assert time.monotonic() < deadline, f"{pattern!r} x{count} not seen:\n{text[-3000:]}"
-        time.sleep(1)
-
-
-def beats(text: str) -> list[int]:
-    return [int(n) for n in HEARTBEAT.findall(text)]
-
-
-def assert_kept_running(read, before: str) -> None:
-    """After a move: more heartbeats, in order, and no boot since `before` was read."""
-    seen = len(beats(before))
-    text = wait_text(read, HEARTBEAT.pattern, count=seen + 2, timeout=60)
-    counts = beats(text)
-    assert counts == sorted(counts) and len(set(counts)) == len(counts), counts
-    assert counts[-1] > beats(before)[-1]
-    assert text.count(" ready") == before.count(" ready"), "the guest booted again"
-
-
 def migrate(client, server: Server, **body) -> dict:
     resp = client.post(f"/api/v1/servers/{server.uuid}/migrate/", body, format="json")
     assert resp.status_code == 202, resp.content
     return wait_job(client, resp.json()["id"], timeout=300)
-
-
-def domains(host: Host) -> list[str]:
-    return virsh(host, "list", "--all", "--name").split()
-
-
-def running(host: Host) -> list[str]:
-    return virsh(host, "list", "--name").split()
 
 
 def test_migration(
