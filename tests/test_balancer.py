@@ -5,6 +5,8 @@ samples in the real cache: nothing before K ticks over the threshold, the cooldo
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from django.core.cache import cache
 
@@ -16,6 +18,7 @@ from hosting.services.balancer import HostLoad, ServerLoad, plan_moves, spread
 from hosting.services.collector import last_sample_key
 
 from .factories import HostFactory, PlanFactory, ServerFactory
+from .test_evacuation import moved_by_hypervisor
 
 # --- the planner alone ---------------------------------------------------------------------
 
@@ -228,3 +231,46 @@ def test_a_zone_whose_balancer_is_off_is_left_alone(zone_hot):
         feed(t)
         assert balancer.tick(zone).note == "off"
     assert not BalancePlan.objects.exists()
+
+
+def test_hosts_sit_out_a_move_and_measure_afresh_after_it(zone_hot, settings):
+    """Averages lag a move: on the real testbed, ticks planned on them sent a second guest
+    after the first while it moved, and again once it had arrived. Hosts a move runs
+    from or to sit out; after it their average starts again from a whole sample."""
+    zone, hot, cool, busy, heavy, quiet, _ = zone_hot
+    zone.balance_mode = BalanceMode.APPLY
+    zone.save()
+    settings.BALANCE_MAX_MOVES = 2
+    settings.BALANCE_THRESHOLD = 0.4  # busy's move alone brings it under: room for one more
+    now = time.time()
+
+    def feed(t: float, hot_pct: float, cool_pct: float, top: dict) -> list[balancer.TickResult]:
+        sample(hot, now + t, hot_pct, top)
+        sample(cool, now + t, cool_pct)
+        return [balancer.tick(zone)]
+
+    for t in (1, 2):
+        ticks = feed(t, 90.0, 5.0, {busy: 100.0, heavy: 60.0, quiet: 5.0})
+    plan = ticks[-1].plan
+    assert plan is not None and [m["server"] for m in plan.moves] == ["busy"]
+    job = Job.objects.get(kind=JobKind.MIGRATE)
+
+    # while busy moves, kvm-1 still counts it: neither host is measured, nothing planned
+    for t in (3, 4, 5):
+        result = feed(t, 90.0, 5.0, {busy: 100.0, heavy: 60.0, quiet: 5.0})[0]
+        assert result.plan is None and result.spread == 0.0, result
+    moved_by_hypervisor(job)
+    job.refresh_from_db()
+    ended = job.finished_at.timestamp() - now
+
+    # a sample that straddles the move's end is not the start of an average
+    result = feed(ended + settings.STATS_INTERVAL / 2, 80.0, 10.0, {heavy: 60.0, quiet: 5.0})[0]
+    assert result.spread == 0.0 and result.plan is None
+    # then the loads after the move (kvm-1 65%, kvm-2 30%: under the threshold) at once
+    for i in range(1, 6):
+        t = ended + settings.STATS_INTERVAL * i
+        result = feed(t, 65.0, 30.0, {heavy: 60.0, quiet: 5.0})[0]
+        assert result.spread == pytest.approx(0.35) and result.plan is None, result
+    assert (
+        BalancePlan.objects.count() == 1 and Job.objects.filter(kind=JobKind.MIGRATE).count() == 1
+    )

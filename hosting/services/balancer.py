@@ -16,11 +16,14 @@ Two halves, so that the planning can be tested and benchmarked without hosts:
 - `tick(zone)` (beat, every BALANCE_INTERVAL s, `workers.tasks.balance_zones`) measures:
   exponential moving averages of the collector's host samples (the cache's
   `last_sample_key`), servers' CPU from the sample's busiest list or their last minute
-  rollups, memory from the rollups. When the spread stays over BALANCE_THRESHOLD for
-  BALANCE_TICKS ticks it plans (at most BALANCE_MAX_MOVES migrations at once, less those
-  running) and stores a BalancePlan: in advise mode it waits for approval in the admin
-  (`approve_plan`), in apply mode its migrations are requested at once. Every plan,
-  approval and rejection is audited.
+  rollups, memory from the rollups. A host a migration moves a server from or to sits
+  out the tick, and once the move ended its average starts again from the next whole
+  sample (an average over the guests it had would plan a second move the same way).
+  When the spread stays over BALANCE_THRESHOLD for BALANCE_TICKS ticks it plans (at
+  most BALANCE_MAX_MOVES migrations at once, less those running) and stores a
+  BalancePlan: in advise mode it waits for approval in the admin (`approve_plan`), in
+  apply mode its migrations are requested at once. Every plan, approval and rejection
+  is audited.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from ..access import Caller
@@ -281,20 +285,58 @@ def over_key(zone: str) -> str:
     return f"balance:over:{zone}"
 
 
-def measure_host(host: Host) -> dict[str, Any] | None:
+def moves_by_host(host_ids: list[int]) -> tuple[set[int], dict[int, float]]:
+    """The hosts a migration is moving a server from or to right now, and when each
+    host's last completed move (within the cooldown) ended, as unix time."""
+    jobs = Job.objects.filter(kind=JobKind.MIGRATE).filter(
+        Q(host_id__in=host_ids) | Q(target_host_id__in=host_ids)
+    )
+    moving: set[int] = set()
+    for pair in jobs.filter(status__in=ACTIVE_JOB_STATUSES).values_list(
+        "host_id", "target_host_id"
+    ):
+        moving.update(h for h in pair if h is not None)
+    since = timezone.now() - timedelta(seconds=settings.BALANCE_COOLDOWN)
+    ended: dict[int, float] = {}
+    done = jobs.filter(status=JobStatus.SUCCEEDED, finished_at__gte=since)
+    for source, target, at in done.values_list("host_id", "target_host_id", "finished_at"):
+        for h in (source, target):
+            if h is not None and at is not None:
+                ended[h] = max(ended.get(h, 0.0), at.timestamp())
+    return moving, ended
+
+
+def measure_host(
+    host: Host, *, moving: bool = False, moved_at: float | None = None
+) -> dict[str, Any] | None:
     """The host's moving averages (cpu 0..1, mem MiB) updated with its newest collector
-    sample (once per sample), or None when it has none yet."""
+    sample (once per sample), or None when it has none yet.
+
+    An average describes the guests it was taken over: while a server moves from or to
+    the host (`moving`) there is none (the host sits out the tick), and once a move ended
+    (`moved_at`) it starts again from the first sample of a whole interval after it, so
+    that a move is never planned on a load that still counts a guest which left (or
+    misses one which came)."""
+    if moving:
+        cache.delete(ema_key(host.pk))
+        return None
+    ema = cache.get(ema_key(host.pk))
+    if ema is not None and moved_at is not None and ema.get("since", ema["t"]) < moved_at:
+        cache.delete(ema_key(host.pk))
+        ema = None
     sample = cache.get(last_sample_key(host.pk)) or {}
     if not sample or "t" not in sample:
-        return cache.get(ema_key(host.pk))
-    ema = cache.get(ema_key(host.pk))
+        return ema
+    if ema is None and moved_at is not None and sample["t"] < moved_at + settings.STATS_INTERVAL:
+        return None
     cpu, mem = float(sample.get("cpu_pct", 0.0)) / 100, float(sample.get("mem_used_mib", 0))
     if ema is None:
-        ema = {"t": sample["t"], "cpu": cpu, "mem": mem}
+        ema = {"t": sample["t"], "since": sample["t"], "cpu": cpu, "mem": mem}
     elif sample["t"] != ema["t"]:
         a = settings.BALANCE_EMA_ALPHA
         ema = {
             "t": sample["t"],
+            "since": ema.get("since", ema["t"]),
             "cpu": a * cpu + (1 - a) * ema["cpu"],
             "mem": a * mem + (1 - a) * ema["mem"],
         }
@@ -355,14 +397,15 @@ class Measured:
 
 
 def measure_zone(zone: str) -> Measured:
-    """The zone's online hosts (not in maintenance) with a measured load, and their
-    running servers with their share of it."""
+    """The zone's online hosts (not in maintenance, no move from or to them under way)
+    with a measured load, and their running servers with their share of it."""
     rows = {
         h.pk: h for h in Host.objects.filter(zone=zone, state=HostState.ONLINE, maintenance=False)
     }
     hosts, emas = [], {}
+    moving, ended = moves_by_host(list(rows))
     for host in rows.values():
-        ema = measure_host(host)
+        ema = measure_host(host, moving=host.pk in moving, moved_at=ended.get(host.pk))
         if ema is None or not host.cpus or not host.memory_mib:
             continue
         emas[host.pk] = ema
