@@ -18,6 +18,7 @@ from .libvirt_volumes import (
     domain_disks,
     pool_or_none,
     pool_path,
+    refresh,
 )
 
 if TYPE_CHECKING:
@@ -93,7 +94,7 @@ def _pool_problems(
         return [f"The target has no storage pool {pool_name!r}."]
     if not pool.isActive():
         return [f"The target's storage pool {pool_name!r} is not active."]
-    pool.refresh(0)  # a shared pool: volumes that another host made there
+    refresh(pool)  # a shared pool: volumes that another host made there
     shared_here, shared_there = pool_name in src.shared_pools, pool_name in dst.shared_pools
     src_path = pool_path(src.conn.storagePoolLookupByName(pool_name))
     if shared_here != shared_there:

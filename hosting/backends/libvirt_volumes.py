@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +26,10 @@ log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
 T = TypeVar("T")
+# libvirt refuses to refresh a pool while one of its volumes is being built or filled
+# (another migration's, an evacuation runs several): wait for it, this long at most
+REFRESH_WAIT = 60.0
+BUSY_POOL = "has asynchronous jobs running"
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,22 @@ def domain_disks(conn: libvirt.virConnect, xml: str) -> list[Disk]:
             )
         )
     return disks
+
+
+def refresh(pool: libvirt.virStoragePool, *, wait: float = REFRESH_WAIT) -> None:
+    """`pool.refresh`, again after a pause while libvirt says the pool is busy building
+    or filling a volume (up to `wait` seconds)."""
+    deadline = time.monotonic() + wait
+    pause = 0.1
+    while True:
+        try:
+            pool.refresh(0)
+            return
+        except libvirt.libvirtError as exc:
+            if BUSY_POOL not in str(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 2.0)
 
 
 def pool_path(pool: libvirt.virStoragePool) -> str:
@@ -154,14 +175,14 @@ class TargetVolumes:
         pool = pool_or_none(self.dst.conn, name)
         if pool is None:
             raise BackendError(f"The target has no storage pool {name!r}.")
-        pool.refresh(0)
+        refresh(pool)
         return pool
 
     def copy(self, pool_name: str, volume: str, *, missing_ok: bool = False) -> None:
         """Stream the volume's bytes into a new volume of the same name on the target
         (its backing image first, when the target lacks it)."""
         src_pool = self.src.conn.storagePoolLookupByName(pool_name)
-        src_pool.refresh(0)
+        refresh(src_pool)
         src_vol = volume_or_none(src_pool, volume)
         if src_vol is None:
             if missing_ok:
@@ -174,7 +195,7 @@ class TargetVolumes:
             old.delete(0)  # a leftover of an earlier, failed attempt
         dst_vol = self._create(dst_pool, volume_xml(name=volume, capacity_bytes=0, fmt="raw"))
         self.bytes += stream_volume(self.src.conn, src_vol, self.dst.conn, dst_vol)
-        dst_pool.refresh(0)  # libvirt reads the format (and backing) of what arrived
+        refresh(dst_pool)  # libvirt reads the format (and backing) of what arrived
 
     def precreate(self, pool_name: str, volume: str) -> None:
         """An empty volume like the source's (format, size, backing) for QEMU to copy the
@@ -213,7 +234,7 @@ class TargetVolumes:
             with contextlib.suppress(libvirt.libvirtError):
                 dst_vol.delete(0)
             raise
-        dst_pool.refresh(0)
+        refresh(dst_pool)
         return backing
 
     def remove(self) -> None:
@@ -231,7 +252,7 @@ def remove_volumes(src: LibvirtBackend, volumes: list[tuple[str, str]]) -> None:
     for pool_name, volume in volumes:
         try:
             pool = src.conn.storagePoolLookupByName(pool_name)
-            pool.refresh(0)
+            refresh(pool)
             vol = volume_or_none(pool, volume)
             if vol is not None:
                 vol.delete(0)
@@ -244,7 +265,7 @@ def refresh_shared(dst: LibvirtBackend, disks: list[Disk]) -> None:
     for pool_name in sorted({d.pool for d in disks if d.pool in dst.shared_pools}):
         pool = pool_or_none(dst.conn, pool_name)
         if pool is not None and pool.isActive():
-            pool.refresh(0)
+            refresh(pool)
 
 
 def to_copy(src: LibvirtBackend, dst: LibvirtBackend, disks: list[Disk]) -> list[Disk]:
