@@ -151,17 +151,25 @@ def test_a_dead_hosts_job_does_not_stall_another_hosts_job(
     assert "cannot reach" in failed.error
 
 
-def test_a_connection_closed_by_the_keepalive_is_an_unreachable_host():
+@pytest.mark.parametrize(
+    "text",
+    [
+        # a call whose host stopped answering its pings
+        "internal error: connection closed due to keepalive timeout",
+        # a call on a cached connection whose daemon died since it was last seen alive
+        "internal error: client socket is closed",
+    ],
+)
+def test_a_connection_closed_under_a_call_is_an_unreachable_host(text):
     import libvirt
 
     from hosting.backends.libvirt_connections import translated
 
-    # the error libvirt raises in a call whose host stopped answering its pings
-    error = libvirt.libvirtError("internal error: connection closed due to keepalive timeout")
+    error = libvirt.libvirtError(text)
     error.err = (
         libvirt.VIR_ERR_INTERNAL_ERROR,
         libvirt.VIR_FROM_RPC,
-        "internal error: connection closed due to keepalive timeout",
+        text,
         libvirt.VIR_ERR_ERROR,
         "",
         None,
@@ -170,7 +178,7 @@ def test_a_connection_closed_by_the_keepalive_is_an_unreachable_host():
         -1,
     )
     with (
-        pytest.raises(HostUnreachable, match="keepalive timeout"),
+        pytest.raises(HostUnreachable, match=text.removeprefix("internal error: ")),
         translated("list domains", "qemu+tcp://192.0.2.1/system"),
     ):
         raise error

@@ -49,10 +49,14 @@ _UNREACHABLE_CODES = {
 }
 
 
+# what libvirt says when the connection ended under a call: the keepalive found the host
+# silent, or the daemon went away (its socket closed) after the cached connection was
+# last seen alive
+_CLOSED_TEXTS = ("connection closed", "client socket is closed")
+
+
 def _closed(code: int, text: str) -> bool:
-    """libvirt closed the connection under a call: the keepalive found the host silent
-    ("internal error: connection closed due to keepalive timeout")."""
-    return code == libvirt.VIR_ERR_INTERNAL_ERROR and "connection closed" in text
+    return code == libvirt.VIR_ERR_INTERNAL_ERROR and any(t in text for t in _CLOSED_TEXTS)
 
 
 @contextlib.contextmanager
