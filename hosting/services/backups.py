@@ -122,38 +122,33 @@ def request_backup(
 
 
 def request_verify(*, backup: Backup, caller: Caller) -> Job:
-    server = backup.server
-    _check_caller(server, JobKind.BACKUP_VERIFY, caller)
-    if backup.status != BackupStatus.COMPLETE:
-        raise Conflict("Only a complete backup can be verified.")
-    with transaction.atomic():
-        locked = lock_server(server.pk)
-        job = create_job(
-            kind=JobKind.BACKUP_VERIFY, server=locked, params={"backup": backup.pk}, caller=caller
-        )
-        audit.record(
-            action="backup.verify",
-            caller=caller,
-            target=locked,
-            details={"backup": str(backup.uuid), "job": job.pk},
-        )
-    return job
+    """Re-read every file of `backup`'s chain and check its checksums."""
+    return _queue_on_backup(backup, JobKind.BACKUP_VERIFY, caller, verb="verify", done="verified")
 
 
 def request_restore(*, backup: Backup, caller: Caller) -> Job:
     """Restore `backup` onto its own server (which must be stopped)."""
+    return _queue_on_backup(
+        backup, JobKind.BACKUP_RESTORE, caller, verb="restore", done="restored", needs_state=True
+    )
+
+
+def _queue_on_backup(
+    backup: Backup, kind: str, caller: Caller, *, verb: str, done: str, needs_state: bool = False
+) -> Job:
+    """A job of `kind` on a complete backup's server (with `needs_state`, in a state the
+    action allows), with its audit event `backup.<verb>`."""
     server = backup.server
-    _check_caller(server, JobKind.BACKUP_RESTORE, caller)
+    _check_caller(server, kind, caller)
     if backup.status != BackupStatus.COMPLETE:
-        raise Conflict("Only a complete backup can be restored.")
+        raise Conflict(f"Only a complete backup can be {done}.")
     with transaction.atomic():
         locked = lock_server(server.pk)
-        refuse(get_action(JobKind.BACKUP_RESTORE), locked, provider=caller.is_provider)
-        job = create_job(
-            kind=JobKind.BACKUP_RESTORE, server=locked, params={"backup": backup.pk}, caller=caller
-        )
+        if needs_state:
+            refuse(get_action(kind), locked, provider=caller.is_provider)
+        job = create_job(kind=kind, server=locked, params={"backup": backup.pk}, caller=caller)
         audit.record(
-            action="backup.restore",
+            action=f"backup.{verb}",
             caller=caller,
             target=locked,
             details={"backup": str(backup.uuid), "job": job.pk},
