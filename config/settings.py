@@ -360,6 +360,12 @@ CONNECT_TIMEOUT = env.float("PADDOCK_CONNECT_TIMEOUT", default=15.0)
 # Cap each guest's QEMU process with a cgroup memory hard limit (plan memory + 256 MiB).
 # Needs a host where libvirt may set resource limits (not inside an unprivileged container).
 MEMORY_HARD_LIMIT = env.bool("PADDOCK_MEMORY_HARD_LIMIT", default=False)
+# LXC hosts reached over SSH (lxc+ssh://root@HOST/var/lib/lxc): the worker's private key,
+# and the hosts' keys (a known_hosts file; empty: ~/.ssh/known_hosts). A host whose key
+# is not known is refused, unless LXC_SSH_ACCEPT_NEW (first use trusts and records it).
+LXC_SSH_KEY = env.str("PADDOCK_LXC_SSH_KEY", default="")
+LXC_SSH_KNOWN_HOSTS = env.str("PADDOCK_LXC_SSH_KNOWN_HOSTS", default="")
+LXC_SSH_ACCEPT_NEW = env.bool("PADDOCK_LXC_SSH_ACCEPT_NEW", default=False)
 # Storage pools that Paddock defines on a host live under this directory.
 STORAGE_ROOT = env.str("PADDOCK_STORAGE_ROOT", default="/var/lib/paddock")
 IMAGE_STORE = env.path("PADDOCK_IMAGE_STORE", default=str(VAR_DIR / "images"))

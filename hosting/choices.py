@@ -20,6 +20,7 @@ class VirtKind(models.TextChoices):
 
 class BackendKind(models.TextChoices):
     LIBVIRT = "libvirt", "libvirt (KVM/QEMU, test driver)"
+    LXC = "lxc", "LXC (system containers)"
 
 
 class VirtType(models.TextChoices):
@@ -71,6 +72,7 @@ class DiskMode(models.TextChoices):
 class ImageFormat(models.TextChoices):
     QCOW2 = "qcow2", "qcow2"
     RAW = "raw", "raw"
+    TAR = "tar", "tar (a container's root file system, gzip or plain)"
 
 
 class OSFamily(models.TextChoices):

@@ -77,7 +77,17 @@ def libvirt_uri_problem(uri: str) -> str | None:
         return None
     if parts.path != REMOTE_PATH:
         return f"A remote URI names the system instance: {scheme}://HOST/system."
-    netloc = parts.netloc
+    if problem := _remote_host_problem(parts.netloc):
+        return problem
+    refused = sorted(set(params) - REMOTE_PARAMS)
+    if refused:
+        allowed = ", ".join(sorted(REMOTE_PARAMS))
+        return f"Parameter {refused[0]!r} is not allowed (allowed: {allowed})."
+    return None
+
+
+def _remote_host_problem(netloc: str) -> str | None:
+    """What is wrong with `[user@]host[:port]` of a remote URI, or None."""
     userinfo, _, hostport = netloc.rpartition("@")
     if userinfo and (not _USER.fullmatch(userinfo)):
         return "The user name may hold letters, digits, '.', '_' and '-' (no password)."
@@ -96,15 +106,57 @@ def libvirt_uri_problem(uri: str) -> str | None:
             return "The host is a host name or an IP address, starting with a letter or digit."
     if port and not (port.isdigit() and 0 < int(port) < 65536):
         return "The port is a number from 1 to 65535."
-    refused = sorted(set(params) - REMOTE_PARAMS)
-    if refused:
-        allowed = ", ".join(sorted(REMOTE_PARAMS))
-        return f"Parameter {refused[0]!r} is not allowed (allowed: {allowed})."
     return None
 
 
+# LXC hosts (hosting/backends/lxc_backend.py): the machine itself, or a host reached over
+# SSH; the path is the host's LXC directory (lxcpath). No parameters: nothing here picks a
+# program, a key or a socket.
+LXC_LOCAL_SCHEME = "lxc"
+LXC_REMOTE_SCHEME = "lxc+ssh"
+_LXC_PATH = re.compile(r"(/[A-Za-z0-9_][A-Za-z0-9_.-]*)+")
+
+
+def lxc_uri_problem(uri: str) -> str | None:
+    """Why this LXC host URI is refused, or None: `lxc:///var/lib/lxc` (this machine) or
+    `lxc+ssh://root@host[:port]/var/lib/lxc`."""
+    if not isinstance(uri, str) or not uri:
+        return "Enter an LXC host URI."
+    if not uri.isascii() or any(c.isspace() or not c.isprintable() for c in uri):
+        return "An LXC URI has no spaces or control characters."
+    parts = urlsplit(uri)
+    scheme = parts.scheme.lower()
+    if scheme not in (LXC_LOCAL_SCHEME, LXC_REMOTE_SCHEME):
+        return (
+            f"Transport {scheme or '(none)'!r} is not allowed for an LXC host; use "
+            "lxc:///PATH or lxc+ssh://USER@HOST/PATH."
+        )
+    if parts.query or parts.fragment or "?" in uri or "#" in uri or "%" in uri:
+        return "An LXC URI takes no parameters, fragments or escapes."
+    if not _LXC_PATH.fullmatch(parts.path) or "/../" in parts.path + "/":
+        return "The path is the host's LXC directory, absolute (/var/lib/lxc), without '..'."
+    if scheme == LXC_LOCAL_SCHEME:
+        if parts.netloc:
+            return "The local LXC URI has no host: lxc:///var/lib/lxc."
+        return None
+    return _remote_host_problem(parts.netloc)
+
+
+def host_uri_problem(uri: str, backend: str) -> str | None:
+    """Why `uri` is refused for a host of backend kind `backend` (a BackendKind value)."""
+    if backend == "lxc":
+        return lxc_uri_problem(uri)
+    return libvirt_uri_problem(uri)
+
+
 def validate_libvirt_uri(uri: str) -> None:
-    problem = libvirt_uri_problem(uri)
+    """A host's URI field: a libvirt URI or an LXC one (Host.clean matches it to the
+    host's backend)."""
+    scheme = urlsplit(uri).scheme.lower() if isinstance(uri, str) else ""
+    if scheme in (LXC_LOCAL_SCHEME, LXC_REMOTE_SCHEME):
+        problem = lxc_uri_problem(uri)
+    else:
+        problem = libvirt_uri_problem(uri)
     if problem:
         raise ValidationError(problem, code="invalid")
 

@@ -25,6 +25,10 @@ GOOD = [
     "qemu+tls://hv1.example.com:16514/system",
     "qemu+tcp://10.0.0.9/system",
     "qemu+ssh://[2001:db8::1]:22/system",
+    # LXC hosts (hosting/backends/lxc_backend.py)
+    "lxc:///var/lib/lxc",
+    "lxc+ssh://root@ct1.example.com/var/lib/lxc",
+    "lxc+ssh://root@10.0.0.9:2222/srv/paddock/lxc",
 ]
 BAD = [
     "qemu+ext:///system?command=/bin/sh",
@@ -55,6 +59,16 @@ BAD = [
     "qemu+ssh://hv1/system\n",
     "qemu+ssh://hv 1/system",
     "",
+    "lxc:///var/lib/../../etc",
+    "lxc:///var/lib/lxc?command=/bin/sh",
+    "lxc://ct1/var/lib/lxc",
+    "lxc:relative/path",
+    "lxc+ssh://-oProxyCommand=touch/var/lib/lxc",
+    "lxc+ssh://root:secret@ct1/var/lib/lxc",
+    "lxc+ssh://ct1/var/lib/lxc#x",
+    "lxc+ssh://ct1/var/lib/%2e%2e/etc",
+    "lxc+ssh://ct1/var/lib/l xc",
+    "lxc+ext:///var/lib/lxc",
 ]
 
 
@@ -128,13 +142,13 @@ def command_uri_host(tmp_path, db):
 def test_onboarding_opens_nothing_for_a_bad_uri(command_uri_host):
     host, marker = command_uri_host
     # when the host is refreshed (what onboarding does)
-    with pytest.raises(BackendError, match="Refused libvirt URI"):
+    with pytest.raises(BackendError, match="Refused host URI"):
         refresh_host(host=host)
     # then the program never ran, and the host is offline with the reason
     assert not marker.exists()
     host.refresh_from_db()
     assert host.state == HostState.OFFLINE
-    assert "Refused libvirt URI" in host.last_error
+    assert "Refused host URI" in host.last_error
 
 
 def test_backend_factory_refuses_a_bad_uri(command_uri_host):
@@ -142,3 +156,28 @@ def test_backend_factory_refuses_a_bad_uri(command_uri_host):
     with pytest.raises(BackendError, match="Refused libvirt URI"):
         get_backend(host).host_info()
     assert not marker.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("backend", "kind", "uri", "field"),
+    [
+        ("lxc", "container", "qemu+tcp://10.0.0.9/system", "libvirt_uri"),
+        ("libvirt", "vm", "lxc:///var/lib/lxc", "libvirt_uri"),
+        ("lxc", "vm", "lxc:///var/lib/lxc", "kind"),
+    ],
+)
+def test_a_hosts_uri_and_kind_match_its_backend(backend, kind, uri, field):
+    host = Host(name="mismatch", libvirt_uri=uri, backend=backend, kind=kind)
+    with pytest.raises(ValidationError) as caught:
+        host.full_clean()
+    assert field in caught.value.message_dict
+
+
+@pytest.mark.django_db
+def test_the_lxc_backend_refuses_a_libvirt_uri():
+    host = Host.objects.create(
+        name="odd", libvirt_uri="qemu+ext:///system?command=/bin/sh", backend="lxc"
+    )
+    with pytest.raises(BackendError, match="Refused LXC URI"):
+        get_backend(host)

@@ -17,7 +17,8 @@ from enum import StrEnum
 class Capability(StrEnum):
     LIVE_MIGRATION = "live_migration"  # move a running guest to another host
     OFFLINE_MIGRATION = "offline_migration"  # move a stopped guest and its disks
-    SNAPSHOTS = "snapshots"  # disk snapshots (and memory ones of a running guest)
+    SNAPSHOTS = "snapshots"  # disk snapshots
+    MEMORY_SNAPSHOTS = "memory_snapshots"  # snapshots with a running guest's memory
     BACKUP = "backup"  # a full copy of a guest's disk, read while it runs
     INCREMENTAL_BACKUP = "incremental_backup"  # changed-block tracking
     SERIAL_CONSOLE = "serial_console"  # the guest's serial output can be read

@@ -46,7 +46,9 @@ GIB = 1024**3
 # never run code: no migration, no console output, no counters, no backups (it has no
 # backup API); its snapshots are its own internal ones (hosting/backends/libvirt_disks.py).
 QEMU_CAPABILITIES = frozenset(Capability)
-TEST_DRIVER_CAPABILITIES = frozenset({Capability.PAUSE, Capability.SNAPSHOTS})
+TEST_DRIVER_CAPABILITIES = frozenset(
+    {Capability.PAUSE, Capability.SNAPSHOTS, Capability.MEMORY_SNAPSHOTS}
+)
 
 
 def interface_macs(xml: str) -> list[str]:

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from ..models import Host
     from .base import Backend
 
-BUILTIN = ("hosting.backends.libvirt_backend",)
+BUILTIN = ("hosting.backends.libvirt_backend", "hosting.backends.lxc_backend")
 
 _registry: dict[str, type[Backend]] = {}
 _loaded = False

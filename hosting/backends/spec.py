@@ -55,6 +55,13 @@ class GuestSpec:
     virt_type: str | None = None
     memory_hard_limit: bool = False
     metadata: Mapping[str, str] = field(default_factory=dict)
+    # what a container backend sets up itself (a VM reads it from its seed instead)
+    hostname: str = ""
+    gateway: str | None = None  # the IPv4 default gateway
+    nameservers: tuple[str, ...] = ()
+    ssh_keys: tuple[str, ...] = ()  # root's authorized_keys
+    swap_mib: int = 0  # swap beside the memory (containers)
+    max_processes: int = 0  # 0: no limit (containers)
 
     @property
     def disk_bytes(self) -> int:

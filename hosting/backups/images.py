@@ -41,9 +41,19 @@ def assemble(
     keys: Iterable[str],
     workdir: Path,
     progress: Callable[[int], None] = lambda _n: None,
+    format: str = "qcow2",
 ) -> Path:
-    """The disk at the last of `keys` (a chain, the full backup first), as one qcow2."""
+    """The disk at the last of `keys` (a chain, the full backup first), as one qcow2; or,
+    for a disk that is not qcow2 (a container's root file system as a tar), the one
+    full backup as it was stored."""
     workdir.mkdir(parents=True, exist_ok=True)
+    if format != "qcow2":
+        keys = list(keys)
+        if len(keys) != 1:
+            raise StoreError(f"A {format} backup is a full one; a chain cannot be restored.")
+        path = workdir / f"restored.{format}"
+        fetch(store, keys[0], path, progress)
+        return path
     files = []
     for index, key in enumerate(keys):
         path = workdir / f"link-{index}.qcow2"

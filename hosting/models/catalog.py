@@ -34,6 +34,15 @@ class Plan(models.Model):
         validators=[MinValueValidator(8)],
         help_text="Each direction of a throttled server's interfaces, until the next month.",
     )
+    # containers only (a VM's swap is inside its disk, its processes its own business)
+    swap_mib = models.PositiveIntegerField(
+        "swap (MiB)", default=0, help_text="Containers: swap allowed beside the memory."
+    )
+    max_processes = models.PositiveIntegerField(
+        default=1024,
+        validators=[MinValueValidator(16)],
+        help_text="Containers: the most processes (and threads) at once.",
+    )
     snapshot_slots = models.PositiveSmallIntegerField(default=1)
     backup_slots = models.PositiveSmallIntegerField(default=1)
     monthly_price = models.DecimalField(

@@ -17,7 +17,7 @@ from ..choices import (
     VirtType,
 )
 from ..querysets import HostQuerySet
-from ..validators import validate_libvirt_uri
+from ..validators import host_uri_problem, validate_libvirt_uri
 
 COUNTER_FIELDS = frozenset({"alloc_vcpus", "alloc_memory_mib", "alloc_disk_gib", "alloc_servers"})
 
@@ -51,13 +51,15 @@ class Host(models.Model):
     """A hypervisor host. Capacity fields are read from the hypervisor, not typed in."""
 
     name = models.CharField(max_length=100, unique=True)
+    # (named for the first backend; an LXC host's URI is kept here too)
     libvirt_uri = models.CharField(
-        "libvirt URI",
+        "connection URI",
         max_length=300,
         unique=True,
         validators=[validate_libvirt_uri],
-        help_text="qemu+ssh://, qemu+tls:// or qemu+tcp://HOST/system, qemu:///system or "
-        "test:///default; parameters that run programs or pick sockets are refused.",
+        help_text="libvirt: qemu+ssh://, qemu+tls:// or qemu+tcp://HOST/system, qemu:///system "
+        "or test:///default; parameters that run programs or pick sockets are refused. "
+        "LXC: lxc+ssh://root@HOST/var/lib/lxc, or lxc:///var/lib/lxc for this machine.",
     )
     backend = models.CharField(
         max_length=16, choices=BackendKind.choices, default=BackendKind.LIBVIRT
@@ -197,6 +199,16 @@ class Host(models.Model):
                 if not f.primary_key and not f.generated and f.attname not in COUNTER_FIELDS
             ]
         super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        if self.libvirt_uri and (problem := host_uri_problem(self.libvirt_uri, self.backend)):
+            raise ValidationError({"libvirt_uri": problem})
+        if self.backend == BackendKind.LXC and self.kind != VirtKind.CONTAINER:
+            raise ValidationError({"kind": "An LXC host runs containers."})
+        if self.backend == BackendKind.LIBVIRT and self.kind != VirtKind.VM:
+            raise ValidationError({"kind": "A libvirt host runs virtual machines."})
 
     @property
     def effective_virt_type(self) -> str:

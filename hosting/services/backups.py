@@ -460,7 +460,9 @@ def put_backup_disk(ctx: JobContext, record: Backup, *, base: int, span: int) ->
     workdir = _staging(ctx)
     try:
         ctx.progress(base, f"Rebuilding the disk from {len(chain)} backup(s)")
-        flat = images.assemble(get_store(), keys, workdir, fetched)
+        disks = chain[-1].manifest.get("disks", [])
+        form = disks[0].get("format", "qcow2") if disks else "qcow2"
+        flat = images.assemble(get_store(), keys, workdir, fetched, format=form)
         ctx.progress(base + int(span * 0.7), "Uploading the disk to the host")
         ctx.backend.replace_disk(server.domain_name, source_path=str(flat))
     except StoreError as exc:

@@ -14,7 +14,7 @@ from ..choices import HostState, JobKind
 from ..models import Host, Job
 from ..permissions import HOST_MAINTENANCE, caller_may
 from ..runners import JobContext, runner
-from ..validators import libvirt_uri_problem
+from ..validators import host_uri_problem
 from . import audit
 from .errors import NotPermitted, database_errors_are_transient
 from .jobs import create_job
@@ -84,8 +84,8 @@ def refresh_host(*, host: Host, ctx: JobContext | None = None) -> Host:
 
 
 def _refresh(*, host: Host, ctx: JobContext | None) -> Host:
-    if problem := libvirt_uri_problem(host.libvirt_uri):  # before anything is opened
-        message = f"Refused libvirt URI: {problem}"
+    if problem := host_uri_problem(host.libvirt_uri, host.backend):  # before anything opens
+        message = f"Refused host URI: {problem}"
         Host.objects.filter(pk=host.pk).update(state=HostState.OFFLINE, last_error=message)
         raise BackendError(message)
     if ctx is not None:

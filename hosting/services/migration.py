@@ -34,6 +34,7 @@ from ..backends import (
     MigrationTuning,
     PowerState,
     backend_capabilities,
+    capabilities_of,
 )
 from ..choices import JobKind, JobStatus, ServerState
 from ..models import Host, Job, Server
@@ -43,7 +44,7 @@ from . import audit, placement
 from .errors import Conflict, NotPermitted
 from .events import publish_server
 from .jobs import create_job, finish
-from .operations import OBSERVED, record_failure, server_runner
+from .operations import OBSERVED, power_off, record_failure, server_runner
 from .servers import lock_server, set_state
 
 log = logging.getLogger(__name__)
@@ -121,11 +122,20 @@ def request_migration(
         if reason:
             raise IllegalAction(reason)
         running = locked.state in (ServerState.RUNNING, ServerState.PAUSED)
+        # a running guest whose host cannot move it live (a container) is stopped, moved
+        # offline and started again on the target
+        can = (capabilities_of(locked.host) if locked.host else None) or frozenset()
+        restart = (
+            running
+            and not live
+            and Capability.LIVE_MIGRATION not in can
+            and Capability.OFFLINE_MIGRATION in can
+        )
         if live is None:
-            live = running
+            live = running and not restart
         if live and not running:
             raise Conflict(f"A {locked.state} server cannot move live: migrate it offline.")
-        if not live and running:
+        if not live and running and not restart:
             raise Conflict("A running server moves live: stop it first to move it offline.")
         # the target's room is held (placement's counters) until the move is recorded
         # or given up: concurrent orders and moves cannot take it meanwhile
@@ -143,6 +153,8 @@ def request_migration(
             if problems:  # the transaction rolls the reservation back
                 raise Conflict(" ".join(problems), field="target_host")
         params: dict[str, Any] = {"live": live, "from_state": locked.state}
+        if restart:  # stopped, moved and started again (hosts that cannot move it live)
+            params["restart"] = True
         params.update({k: v for k, v in (tuning or {}).items() if k in TUNING_PARAMS})
         job = create_job(
             kind=JobKind.MIGRATE, server=locked, target_host=target, params=params, caller=caller
@@ -294,6 +306,10 @@ def migrate(ctx: JobContext) -> str:
         _record_move(ctx, _observed(target_backend, name))
         return f"The server had moved to {target.name} already"
     ctx.set_state(ServerState.MIGRATING)
+    restart = bool(ctx.params.get("restart")) and not live
+    if restart and source_backend.state(name) != PowerState.STOPPED:
+        ctx.progress(1, "Stopping the server to move it")
+        power_off(ctx)
     ctx.progress(2, f"Checking {target.name}")
     problems = source_backend.check_migration(name, target_backend, live=live)
     if problems:
@@ -307,7 +323,10 @@ def migrate(ctx: JobContext) -> str:
         should_cancel=_cancel_check(ctx.job),
     )
     ctx.result.update(result.as_dict(), source=server.host.name, target=target.name)
-    state = _observed(target_backend, name) if live else ServerState.STOPPED
+    if restart:
+        ctx.progress(97, f"Starting the server on {target.name}")
+        target_backend.start(name)
+    state = _observed(target_backend, name) if live or restart else ServerState.STOPPED
     _record_move(ctx, state)
     audit.record(
         action="server.migrated",
@@ -319,4 +338,6 @@ def migrate(ctx: JobContext) -> str:
             f"Moved live to {target.name} in {result.total_seconds:.1f} s, "
             f"downtime {result.downtime_ms} ms"
         )
+    if restart:
+        return f"Stopped, moved to {target.name} and started in {result.total_seconds:.1f} s"
     return f"Moved offline to {target.name} in {result.total_seconds:.1f} s"

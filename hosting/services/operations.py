@@ -51,6 +51,11 @@ def guest_spec(server: Server) -> GuestSpec:
     """The neutral description of a server's guest, for its host's backend."""
     assert server.host is not None
     image = server.image
+    addresses = list(server.addresses.select_related("pool"))
+    gateway = next(
+        (a.pool.gateway for a in addresses if a.pool.gateway and ":" not in a.pool.gateway), None
+    )
+    nameservers = [d.strip() for a in addresses for d in a.pool.dns_servers.split(",") if d.strip()]
     return GuestSpec(
         name=server.domain_name,
         uuid=str(server.uuid),
@@ -66,14 +71,17 @@ def guest_spec(server: Server) -> GuestSpec:
         ),
         network=server.host.network,
         mac_address=server.mac_address,
-        addresses=tuple(
-            f"{a.address}/{a.pool.ip_network.prefixlen}"
-            for a in server.addresses.select_related("pool")
-        ),
+        addresses=tuple(f"{a.address}/{a.pool.ip_network.prefixlen}" for a in addresses),
         seed_files=seed_files(server) if image.cloud_init else None,
         disk_overlay=server.host.disk_mode == DiskMode.OVERLAY,
         memory_hard_limit=settings.MEMORY_HARD_LIMIT,
         metadata={"hostname": server.hostname, "customer": str(server.customer_id)},
+        hostname=server.hostname,
+        gateway=gateway,
+        nameservers=tuple(nameservers),
+        ssh_keys=tuple(k.public_key for k in server.ssh_keys.all()),
+        swap_mib=server.plan.swap_mib,
+        max_processes=server.plan.max_processes,
     )
 
 
@@ -148,6 +156,11 @@ def provision(ctx: JobContext) -> str:
         if record is None:
             raise BackendError("The backup to restore was deleted.")
         put_backup_disk(ctx, record, base=2, span=30)
+    elif ctx.params.get("rootfs_archive"):
+        # an imported container (hosting/services/imports.py): its root file system is
+        # the archive's, in place before the provisioning (which keeps it)
+        ctx.progress(5, "Uploading the imported root file system")
+        backend.replace_disk(server.domain_name, source_path=ctx.params["rootfs_archive"])
     backend.provision(guest_spec(server), progress=ctx.progress)
     _wait_running(ctx, "did not start")
     return "Server is running"
@@ -175,7 +188,8 @@ def start(ctx: JobContext) -> str:
     return "Server is running"
 
 
-def _power_off(ctx: JobContext) -> str:
+def power_off(ctx: JobContext) -> str:
+    """Shut the job's server down, forcing it off after SHUTDOWN_TIMEOUT."""
     assert ctx.server is not None
     name, backend = ctx.server.domain_name, ctx.backend
     timeout = settings.SHUTDOWN_TIMEOUT
@@ -193,7 +207,7 @@ def _power_off(ctx: JobContext) -> str:
 
 @server_runner(JobKind.STOP, longest_step="SHUTDOWN_TIMEOUT")
 def stop(ctx: JobContext) -> str:
-    message = _power_off(ctx)
+    message = power_off(ctx)
     ctx.set_state(ServerState.STOPPED)
     return message
 
@@ -240,7 +254,7 @@ def resume(ctx: JobContext) -> str:
 @server_runner(JobKind.SUSPEND, longest_step="SHUTDOWN_TIMEOUT")
 def suspend(ctx: JobContext) -> str:
     """The suspension flag is set by the service when it is asked; this shuts down."""
-    message = _power_off(ctx)
+    message = power_off(ctx)
     ctx.set_state(ServerState.STOPPED, "Suspended by the provider")
     return f"Suspended. {message}"
 

@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 
 from ..access import Caller
 from ..actions import get_action, refuse
+from ..backends import Capability, capabilities_of
 from ..choices import JobKind, ServerState, SnapshotStatus
 from ..models import Job, Server, Snapshot
 from ..permissions import caller_may
@@ -49,6 +50,11 @@ def request_snapshot(
         refuse(get_action(JobKind.SNAPSHOT_CREATE), locked, provider=caller.is_provider)
         if with_memory and locked.state != ServerState.RUNNING:
             raise ServiceError("Only a running server has memory to snapshot.", field="with_memory")
+        can = (capabilities_of(locked.host) if locked.host else None) or frozenset()
+        if with_memory and Capability.MEMORY_SNAPSHOTS not in can:
+            raise ServiceError(
+                "This server takes disk snapshots only (no memory state).", field="with_memory"
+            )
         slots = locked.plan.snapshot_slots
         if locked.snapshots.counted().count() >= slots:
             raise Conflict(
