@@ -32,7 +32,7 @@ NPM_STAMP := node_modules/.paddock-ci
 VENDOR_STAMP := static/vendor/.paddock-vendor
 
 .PHONY: help run test test-system lint bench setup setup-test system system-browser \
-	python assets clean image testbed testbed-down bench-provision \
+	python assets clean image rootfs testbed testbed-down bench-provision \
 	bench-collector bench-history bench-http bench-ws bench-placement bench-migration bench-balance \
 	bench-backup
 
@@ -41,6 +41,7 @@ help:
 	@echo "make test   set up and run the test suite (PYTEST_ARGS='-k api' to select)"
 	@echo "make test-system  the real-host suite: libvirtd + QEMU testbed (root)"
 	@echo "make image  build the tiny guest image into var/images (Debian packages only)"
+	@echo "make rootfs build the tiny container template (rootfs tarball) into var/images"
 	@echo "make testbed [HOSTS=2]  hypervisor hosts in network namespaces (root); testbed-down"
 	@echo "make lint   ruff check, ruff format --check and mypy"
 	@echo "make bench  API list benchmark with 10,000 servers (bench/api_list.py)"
@@ -129,6 +130,10 @@ test-system: setup
 image: python
 	@scripts/system-packages.sh --system
 	bash guest/build-image.sh var/images
+
+# The tiny container template (guest/build-rootfs.sh: busybox-static only, cached in var/).
+rootfs:
+	bash guest/build-rootfs.sh var/images
 
 # A multi-host testbed on this machine (root): `make testbed HOSTS=3`, `make testbed-down`.
 HOSTS ?= 2
