@@ -10,7 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from . import layout, netns
+from . import layout, netns, sshd
 from .layout import TestbedHost
 
 # For tests only: no TLS, no authentication (the firewall below keeps guests out).
@@ -42,14 +42,16 @@ cgroup_controllers = [ ]
 # host's namespace refuses it to everything but the control side: a guest on the guest
 # bridge (whose gateway is this namespace) reaches neither the listener nor any other port
 # of the control address, and nothing is forwarded from the guest bridge to the control
-# network. Applied on every `up` (replacing an older copy).
+# network. The same goes for the host's sshd (testbed/sshd.py, root's door for the LXC
+# backend), whichever address of the host a guest or container aims at. Applied on every
+# `up` (replacing an older copy).
 FIREWALL = """\
 table inet paddock_testbed
 delete table inet paddock_testbed
 table inet paddock_testbed {{
     chain input {{
         type filter hook input priority 0; policy accept;
-        tcp dport {port} iifname != {{ "eth0", "lo" }} reject with tcp reset
+        tcp dport {{ {port}, {ssh_port} }} iifname != {{ "eth0", "lo" }} reject with tcp reset
         iifname "{guest_bridge}" ip daddr {control} reject
     }}
     chain forward {{
@@ -215,7 +217,10 @@ def _ensure_guest_bridge(host: TestbedHost) -> None:
 
 def _firewall(host: TestbedHost) -> None:
     rules = FIREWALL.format(
-        port=LIBVIRTD_PORT, guest_bridge=layout.GUEST_BRIDGE, control=host.address.ip
+        port=LIBVIRTD_PORT,
+        ssh_port=layout.SSH_PORT,
+        guest_bridge=layout.GUEST_BRIDGE,
+        control=host.address.ip,
     )
     done = subprocess.run(
         ["ip", "netns", "exec", host.netns, "nft", "-f", "-"],
@@ -258,6 +263,10 @@ def up_host(host: TestbedHost) -> None:
     if not libvirtd_alive(host):
         _write_config(host)
         _start_libvirtd(host)
+    try:
+        sshd.ensure_sshd(host)
+    except (sshd.SshdError, subprocess.CalledProcessError) as exc:
+        raise TestbedError(str(exc)) from exc
     _define(
         host,
         "net",
@@ -302,16 +311,38 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _stop_containers(name: str) -> None:
+    """Kill the LXC containers of the testbed host in namespace `name` (pdk-hvN: the
+    containers under hvN/lxc). Their monitors' command sockets are abstract sockets of
+    that namespace: lxc-info and lxc-stop must run there."""
+    index = name.removeprefix(layout.NETNS_PREFIX)
+    if not index.isdigit():
+        return
+    lxc_path = TestbedHost(int(index)).lxc_path
+    for config in sorted(lxc_path.glob("*/config")):
+        in_netns = ["ip", "netns", "exec", name]
+        where = ["-P", str(lxc_path), "-n", config.parent.name]
+        with contextlib.suppress(subprocess.TimeoutExpired, OSError):
+            state = subprocess.run(
+                [*in_netns, "lxc-info", *where, "-s"], capture_output=True, text=True, timeout=30
+            ).stdout
+            if "STOPPED" not in state:
+                stop = [*in_netns, "lxc-stop", "-k", *where]
+                subprocess.run(stop, capture_output=True, timeout=30)
+
+
 def down_all() -> list[str]:
     """Remove every testbed namespace, process, link and directory, also a killed run's."""
     removed = []
     for name in netns.list_namespaces(layout.NETNS_PREFIX):
+        _stop_containers(name)
         _kill(netns.namespace_pids(name))
         netns.delete_namespace(name)
         removed.append(name)
-    for pidfile in layout.root_dir().glob("hv*/libvirtd.pid"):
-        with contextlib.suppress(ValueError, OSError):
-            _kill([int(pidfile.read_text())])
+    for pattern in ("hv*/libvirtd.pid", "hv*/sshd.pid"):
+        for pidfile in layout.root_dir().glob(pattern):
+            with contextlib.suppress(ValueError, OSError):
+                _kill([int(pidfile.read_text())])
     out = netns.run("ip", "-o", "link", "show").stdout
     for line in out.splitlines():
         name = line.split(":")[1].strip().split("@")[0]

@@ -14,6 +14,7 @@ GUEST_BRIDGE = "pdkbr0"
 GUEST_NETWORK = "paddock"
 HOST_POOL = "paddock"
 SHARED_POOL = "paddock-shared"
+SSH_PORT = 22
 
 
 def root_dir() -> Path:
@@ -35,6 +36,25 @@ def bridge_address() -> ipaddress.IPv4Interface:
 
 def shared_pool_dir() -> Path:
     return root_dir() / "shared"
+
+
+def ssh_dir() -> Path:
+    """The testbed's SSH client identity and the hosts' keys, made by the first `up`."""
+    return root_dir() / "ssh"
+
+
+def ssh_key() -> Path:
+    """The private key (ed25519, no passphrase) every testbed host's sshd accepts for root."""
+    return ssh_dir() / "id_ed25519"
+
+
+def ssh_known_hosts() -> Path:
+    """A known_hosts file with the host key of every testbed host that is up."""
+    return ssh_dir() / "known_hosts"
+
+
+def ssh_authorized_keys() -> Path:
+    return ssh_dir() / "authorized_keys"
 
 
 @dataclass(frozen=True)
@@ -65,6 +85,21 @@ class TestbedHost:
         return f"qemu+tcp://{self.address.ip}/system"
 
     @property
+    def ct_name(self) -> str:
+        """The name of this host's record as a container host (the same namespace)."""
+        return f"tb-ct{self.index}"
+
+    @property
+    def lxc_path(self) -> Path:
+        """The lxcpath of the containers of this host (lxc-* -P)."""
+        return self.dir / "lxc"
+
+    @property
+    def ct_uri(self) -> str:
+        """How Paddock's LXC backend reaches this host: SSH as root to its sshd."""
+        return f"lxc+ssh://root@{self.address.ip}:{SSH_PORT}{self.lxc_path}"
+
+    @property
     def dir(self) -> Path:
         return root_dir() / f"hv{self.index}"
 
@@ -75,6 +110,22 @@ class TestbedHost:
     @property
     def logfile(self) -> Path:
         return self.dir / "libvirtd.log"
+
+    @property
+    def sshd_config(self) -> Path:
+        return self.dir / "sshd_config"
+
+    @property
+    def sshd_pidfile(self) -> Path:
+        return self.dir / "sshd.pid"
+
+    @property
+    def sshd_logfile(self) -> Path:
+        return self.dir / "sshd.log"
+
+    @property
+    def ssh_host_key(self) -> Path:
+        return self.dir / "ssh_host_ed25519_key"
 
     def bind_mounts(self) -> list[tuple[Path, str]]:
         """(directory of this host, path it is mounted over inside the host)."""

@@ -22,6 +22,7 @@ from ..factories import TEST_QUEUE
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE_FILE = "paddock-tiny.qcow2"
+ROOTFS_FILE = "paddock-tiny-rootfs.tar.gz"
 
 
 @pytest.fixture(scope="session")
@@ -46,6 +47,16 @@ def guest_image(system_ready) -> Path:
 
 
 @pytest.fixture(scope="session")
+def rootfs_template(system_ready) -> Path:
+    """The container template (guest/build-rootfs.sh), built into the image store."""
+    out = Path(settings.IMAGE_STORE)
+    subprocess.run(["bash", str(ROOT / "guest" / "build-rootfs.sh"), str(out)], check=True)
+    path = out / ROOTFS_FILE
+    assert path.exists(), f"{path} was not built"
+    return path
+
+
+@pytest.fixture(scope="session")
 def testbed_session(system_ready):
     from testbed.hosts import down_all
 
@@ -58,6 +69,18 @@ def testbed_session(system_ready):
 def testbed(testbed_session, transactional_db):
     """Two hosts registered in this test's database (the testbed itself stays up)."""
     call_command("testbed", "up", "--hosts", "2", "--queue", TEST_QUEUE)
+
+
+@pytest.fixture
+def container_hosts(testbed, settings):
+    """The two testbed hosts registered as LXC container hosts too (tb-ct1, tb-ct2), and
+    this process's workers given the testbed's SSH key and its hosts' keys."""
+    from testbed import layout
+
+    settings.LXC_SSH_KEY = str(layout.ssh_key())
+    settings.LXC_SSH_KNOWN_HOSTS = str(layout.ssh_known_hosts())
+    settings.LXC_SSH_ACCEPT_NEW = False  # the known_hosts file has every testbed host
+    call_command("testbed", "up", "--hosts", "2", "--containers", "--queue", TEST_QUEUE)
 
 
 @pytest.fixture
@@ -78,3 +101,25 @@ def tiny_image(guest_image, transactional_db) -> Image:
 @pytest.fixture
 def tiny_plan(transactional_db) -> Plan:
     return Plan.objects.create(name="Tiny", vcpus=1, memory_mib=192, disk_gib=2)
+
+
+@pytest.fixture
+def container_image(rootfs_template, transactional_db) -> Image:
+    digest = hashlib.sha256(rootfs_template.read_bytes()).hexdigest()[:12]
+    return Image.objects.create(
+        name="Paddock tiny container",
+        os_version="tiny",
+        kind="container",
+        format="tar",
+        source=ROOTFS_FILE,
+        volume_name=f"paddock-tiny-rootfs-{digest}.tar.gz",
+        min_disk_gib=1,
+        cloud_init=False,
+    )
+
+
+@pytest.fixture
+def container_plan(transactional_db) -> Plan:
+    return Plan.objects.create(
+        name="Tiny container", kind="container", vcpus=1, memory_mib=128, disk_gib=1
+    )

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import subprocess
+import tarfile
+import time
+from io import StringIO
 
+import paramiko
 import pytest
 from django.core.management import call_command
 
@@ -11,6 +15,7 @@ from hosting.models import Host
 from testbed import layout
 from testbed.hosts import LIBVIRTD_PORT, down_all, libvirtd_alive
 from testbed.layout import TestbedHost
+from testbed.sshd import sshd_alive
 
 from ..factories import TEST_QUEUE
 
@@ -25,9 +30,16 @@ def namespaces() -> list[str]:
 def test_up_twice_then_down_after_a_killed_run(testbed):
     # given a testbed that is up; when it is brought up again, nothing changes
     pids = [TestbedHost(i).pidfile.read_text() for i in (1, 2)]
+    sshd_pids = [TestbedHost(i).sshd_pidfile.read_text() for i in (1, 2)]
     call_command("testbed", "up", "--hosts", "2", "--queue", TEST_QUEUE)
     assert [TestbedHost(i).pidfile.read_text() for i in (1, 2)] == pids
+    assert [TestbedHost(i).sshd_pidfile.read_text() for i in (1, 2)] == sshd_pids
     assert Host.objects.filter(name__startswith="tb-hv").count() == 2
+    status = StringIO()
+    call_command("testbed", "status", stdout=status)
+    assert status.getvalue().splitlines() == [
+        f"tb-hv{i}: {TestbedHost(i).uri} libvirtd up, sshd up" for i in (1, 2)
+    ]
     # when a run is killed (its libvirtd dies, its namespaces stay) and down runs
     subprocess.run(["kill", "-9", pids[0]], check=True)
     down_all()
@@ -36,6 +48,7 @@ def test_up_twice_then_down_after_a_killed_run(testbed):
     links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
     assert layout.BRIDGE not in links and layout.NETNS_PREFIX not in links
     assert not any(libvirtd_alive(TestbedHost(i)) for i in (1, 2))
+    assert not any(sshd_alive(TestbedHost(i)) for i in (1, 2))
     assert not layout.root_dir().exists()
 
 
@@ -140,3 +153,130 @@ def test_libvirtd_listens_to_the_control_side_only(guest_on_the_bridge):
         "ConnectionRefusedError",
     )
     assert connects(other, LIBVIRTD_PORT) == "ok"
+
+
+def ssh(tb: TestbedHost, command: str) -> tuple[int, str, str]:
+    """Run `command` on a testbed host as the LXC backend does: root, the testbed's key,
+    the host key checked against the testbed's known_hosts."""
+    client = paramiko.SSHClient()
+    client.load_host_keys(str(layout.ssh_known_hosts()))
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    client.connect(
+        str(tb.address.ip),
+        port=layout.SSH_PORT,
+        username="root",
+        key_filename=str(layout.ssh_key()),
+        look_for_keys=False,
+        allow_agent=False,
+        timeout=10,
+    )
+    try:
+        _, stdout, stderr = client.exec_command(command, timeout=60)
+        out, err = stdout.read().decode(), stderr.read().decode()
+        return stdout.channel.recv_exit_status(), out, err
+    finally:
+        client.close()
+
+
+def test_each_host_serves_ssh_from_inside_its_namespace(testbed):
+    for index in (1, 2):
+        # given a testbed host; when root logs in with the testbed's key
+        tb, other = TestbedHost(index), TestbedHost(3 - index)
+        code, out, err = ssh(tb, "ip -o addr show")
+        # then the session runs in the host's namespace: its own address and guest bridge
+        assert code == 0, err
+        assert f" {tb.address.ip}/" in out and f" {other.address.ip}/" not in out
+        assert f": {layout.GUEST_BRIDGE} " in out
+        # and the LXC tools answer for the host's lxcpath
+        code, out, err = ssh(tb, f"lxc-ls -P {tb.lxc_path} && echo lxc-ls-ok")
+        assert code == 0 and out.strip() == "lxc-ls-ok", err
+        assert tb.ct_uri == f"lxc+ssh://root@{tb.address.ip}:22{tb.lxc_path}"
+
+
+def test_a_stranger_key_is_refused(testbed, tmp_path):
+    key = paramiko.Ed25519Key.from_private_key(StringIO(_stranger_key(tmp_path)))
+    client = paramiko.SSHClient()
+    client.load_host_keys(str(layout.ssh_known_hosts()))
+    with pytest.raises(paramiko.AuthenticationException):
+        client.connect(
+            str(TestbedHost(1).address.ip),
+            username="root",
+            pkey=key,
+            look_for_keys=False,
+            allow_agent=False,
+            timeout=10,
+        )
+    client.close()
+
+
+def _stranger_key(tmp_path) -> str:
+    path = tmp_path / "stranger"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+    return path.read_text()
+
+
+CT_CONFIG = """\
+lxc.uts.name = ct-probe
+lxc.rootfs.path = dir:{rootfs}
+lxc.net.0.type = veth
+lxc.net.0.link = {bridge}
+lxc.net.0.name = eth0
+lxc.net.0.flags = up
+lxc.net.0.ipv4.address = {address}
+lxc.net.0.ipv4.gateway = {gateway}
+lxc.apparmor.profile = unconfined
+lxc.autodev = 1
+lxc.mount.auto = proc:mixed sys:ro cgroup:mixed
+lxc.signal.halt = SIGUSR1
+lxc.signal.reboot = SIGTERM
+lxc.console.logfile = {console}
+"""
+
+
+def test_a_container_started_over_ssh_joins_the_guest_bridge(testbed, rootfs_template):
+    # given the container template unpacked in hv1's lxcpath, on hv1's guest bridge
+    tb = TestbedHost(1)
+    net = layout.guest_subnet()
+    address, gateway = net.network_address + 240, net.network_address + 1
+    home = tb.lxc_path / "ct-probe"
+    (home / "rootfs").mkdir(parents=True)
+    with tarfile.open(rootfs_template) as tar:
+        tar.extractall(home / "rootfs", filter="fully_trusted")
+    console = home / "console.log"
+    (home / "config").write_text(
+        CT_CONFIG.format(
+            rootfs=home / "rootfs",
+            bridge=layout.GUEST_BRIDGE,
+            address=f"{address}/{net.prefixlen}",
+            gateway=gateway,
+            console=console,
+        )
+    )
+    where = f"-P {tb.lxc_path} -n ct-probe"
+    # when it is started over SSH
+    code, _, err = ssh(tb, f"lxc-start {where} -d")
+    assert code == 0, err
+    try:
+        # then it prints the guest's ready line with its address, and reaches its gateway
+        deadline = time.monotonic() + 20
+        log = ""
+        while "reachable" not in log and time.monotonic() < deadline:
+            time.sleep(0.2)
+            log = console.read_text() if console.exists() else ""
+        assert f"paddock-guest hostname=ct-probe ip={address} ready" in log
+        assert f"paddock-guest gateway={gateway} reachable" in log
+        code, out, _ = ssh(tb, f"lxc-ls -P {tb.lxc_path} --running")
+        assert out.split() == ["ct-probe"]
+        # but neither sshd nor libvirtd on its host's control address
+        probe = (
+            f"for port in 22 16509; do nc -w 3 {tb.address.ip} $port </dev/null >/dev/null 2>&1"
+            " && echo open || echo closed; done"
+        )
+        code, out, err = ssh(tb, f"lxc-attach {where} -- sh -c '{probe}'")
+        assert out.split() == ["closed", "closed"], err
+    finally:
+        # and it stops on lxc-stop (busybox init halts on SIGUSR1)
+        code, _, err = ssh(tb, f"lxc-stop {where} -t 10")
+    assert code == 0, err
+    code, out, _ = ssh(tb, f"lxc-info {where} -s")
+    assert "STOPPED" in out

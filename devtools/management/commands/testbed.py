@@ -2,17 +2,23 @@ from __future__ import annotations
 
 import os
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
+from django.db.models import Q
+from django.test import override_settings
 
 from hosting.access import Caller
 from hosting.backends import BackendError
-from hosting.choices import VirtType
+from hosting.choices import VirtKind, VirtType
 from hosting.models import Host, IPPool, Server
 from hosting.services.hosts import onboard_host
 from testbed import layout
 from testbed.hosts import TestbedError, down_all, libvirtd_alive, up_host
 from testbed.layout import TestbedHost
+from testbed.sshd import sshd_alive
+
+RECORDS = Q(name__startswith="tb-hv") | Q(name__startswith="tb-ct")
 
 
 class Command(BaseCommand):
@@ -22,12 +28,19 @@ class Command(BaseCommand):
         parser.add_argument("action", choices=["up", "down", "status"])
         parser.add_argument("--hosts", type=int, default=2, help="number of hosts (up)")
         parser.add_argument("--queue", default="paddock", help="Celery queue of the hosts")
+        parser.add_argument(
+            "--containers",
+            action="store_true",
+            help="also register each host as an LXC container host tb-ctN (over its sshd)",
+        )
 
-    def handle(self, *args, action: str, hosts: int, queue: str, **options):
+    def handle(self, *args, action: str, hosts: int, queue: str, containers: bool, **options):
         if action != "status" and os.geteuid() != 0:
             raise CommandError("The testbed needs root (network namespaces, libvirtd).")
         if action == "up":
             self.up(hosts, queue)
+            if containers:
+                self.up_containers(hosts, queue)
         elif action == "down":
             self.down()
         else:
@@ -78,10 +91,50 @@ class Command(BaseCommand):
                 f"{host.memory_mib} MiB, {host.hypervisor_version}"
             )
 
+    def up_containers(self, count: int, queue: str) -> None:
+        """Register the hosts that `up` made as container hosts too: the same namespace,
+        reached by the LXC backend over the host's sshd with the testbed's key."""
+        # Settings for this command's own reading of the hosts; workers need them too
+        # (printed below), unless the deployment's settings name another key.
+        ssh = {}
+        if not getattr(settings, "LXC_SSH_KEY", ""):
+            ssh = {
+                "LXC_SSH_KEY": str(layout.ssh_key()),
+                "LXC_SSH_KNOWN_HOSTS": str(layout.ssh_known_hosts()),
+                "LXC_SSH_ACCEPT_NEW": False,
+            }
+        for index in range(1, count + 1):
+            tb = TestbedHost(index)
+            try:
+                with override_settings(**ssh):
+                    host, _ = onboard_host(
+                        caller=Caller.system(),
+                        name=tb.ct_name,
+                        read_now=True,
+                        libvirt_uri=tb.ct_uri,
+                        kind=VirtKind.CONTAINER,
+                        backend="lxc",
+                        # the bridge in the host's namespace the containers' veths join
+                        network=layout.GUEST_BRIDGE,
+                        queue=queue,
+                        zone="testbed",
+                    )
+            except BackendError as exc:
+                raise CommandError(f"{tb.ct_name}: {exc.message}") from exc
+            self.stdout.write(
+                f"{host.name}: {host.libvirt_uri} {host.state}, {host.cpus} CPUs, "
+                f"{host.memory_mib} MiB, {host.hypervisor_version}"
+            )
+        if ssh:
+            self.stdout.write(
+                "Workers reach the container hosts with: "
+                + " ".join(f"{key}={value}" for key, value in ssh.items())
+            )
+
     def down(self) -> None:
         removed = down_all()
         with transaction.atomic():
-            hosts = Host.objects.filter(name__startswith="tb-hv")
+            hosts = Host.objects.filter(RECORDS)
             Server.objects.filter(host__in=hosts).delete()
             deleted = hosts.count()
             hosts.delete()
@@ -89,7 +142,14 @@ class Command(BaseCommand):
         self.stdout.write(f"Removed {len(removed)} namespace(s) and {deleted} host record(s).")
 
     def status(self) -> None:
-        for host in Host.objects.filter(name__startswith="tb-hv"):
-            tb = TestbedHost(int(host.name.removeprefix("tb-hv")))
-            alive = libvirtd_alive(tb)
-            self.stdout.write(f"{host.name}: {tb.uri} libvirtd {'up' if alive else 'down'}")
+        def state(alive: bool) -> str:
+            return "up" if alive else "down"
+
+        for host in Host.objects.filter(RECORDS).order_by("name"):
+            tb = TestbedHost(int(host.name[len("tb-hv") :]))
+            ssh = f"sshd {state(sshd_alive(tb))}"
+            if host.name == tb.ct_name:
+                self.stdout.write(f"{host.name}: {tb.ct_uri} {ssh}")
+            else:
+                libvirtd = f"libvirtd {state(libvirtd_alive(tb))}"
+                self.stdout.write(f"{host.name}: {tb.uri} {libvirtd}, {ssh}")
