@@ -26,7 +26,8 @@
 #   iproute2 (network namespaces), e2fsprogs (the guest image), dnsmasq-base (libvirt
 #   networks), nftables (the testbed keeps guests away from libvirtd) for the testbed in
 #   testbed/ and tests/system/, and for the real guests of
-#   `make run` as root (testbed/local.py).
+#   `make run` as root (testbed/local.py); openssh-server (each testbed host's sshd,
+#   testbed/sshd.py) and lxc (the container hosts, and the container template's tests).
 set -euo pipefail
 
 browser=false
@@ -42,7 +43,7 @@ required=(libvirt-dev pkg-config gcc python3-dev python3-venv qemu-utils)
 command -v npm >/dev/null 2>&1 || required+=(nodejs npm)
 if $system; then
     required+=(libvirt-daemon-system qemu-system-x86 qemu-utils iproute2 e2fsprogs dnsmasq-base
-        nftables)
+        nftables openssh-server lxc)
 fi
 optional=()
 if $browser && [ ! -x /usr/bin/chromium ]; then
