@@ -42,7 +42,7 @@ help:
 	@echo "make test-system  the real-host suite: libvirtd + QEMU testbed (root)"
 	@echo "make image  build the tiny guest image into var/images (Debian packages only)"
 	@echo "make rootfs build the tiny container template (rootfs tarball) into var/images"
-	@echo "make testbed [HOSTS=2]  hypervisor hosts in network namespaces (root); testbed-down"
+	@echo "make testbed [HOSTS=2] [CONTAINERS=1]  hypervisor hosts in network namespaces (root); testbed-down"
 	@echo "make lint   ruff check, ruff format --check and mypy"
 	@echo "make bench  API list benchmark with 10,000 servers (bench/api_list.py)"
 	@echo "make bench-collector  one stats collector pass over 1,000 test-driver guests"
@@ -135,14 +135,15 @@ image: python
 rootfs:
 	bash guest/build-rootfs.sh var/images
 
-# A multi-host testbed on this machine (root): `make testbed HOSTS=3`, `make testbed-down`.
+# A multi-host testbed on this machine (root): `make testbed HOSTS=3`, `make testbed-down`;
+# CONTAINERS=1 registers the hosts as LXC container hosts too (tb-ctN).
 HOSTS ?= 2
 testbed: python
 	@scripts/system-packages.sh --system
 	@mkdir -p var
 	@scripts/ensure-secret-key.sh
 	$(MANAGE) migrate --noinput --verbosity 0
-	$(MANAGE) testbed up --hosts $(HOSTS)
+	$(MANAGE) testbed up --hosts $(HOSTS) $(if $(CONTAINERS),--containers)
 
 testbed-down: python
 	$(MANAGE) testbed down
