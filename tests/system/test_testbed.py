@@ -280,3 +280,17 @@ def test_a_container_started_over_ssh_joins_the_guest_bridge(testbed, rootfs_tem
     assert code == 0, err
     code, out, _ = ssh(tb, f"lxc-info {where} -s")
     assert "STOPPED" in out
+
+
+def test_up_with_containers_registers_each_host_as_a_container_host(container_hosts):
+    # given the testbed up with --containers: each host is a VM host and a container host
+    for index in (1, 2):
+        tb = TestbedHost(index)
+        host = Host.objects.get(name=tb.ct_name)
+        # read through the LXC backend over the host's sshd
+        assert (host.kind, host.backend, host.libvirt_uri) == ("container", "lxc", tb.ct_uri)
+        assert host.state == "online", host.last_error
+        assert host.network == layout.GUEST_BRIDGE and host.cpus > 0 and host.memory_mib > 0
+    status = StringIO()
+    call_command("testbed", "status", stdout=status)
+    assert f"tb-ct1: {TestbedHost(1).ct_uri} sshd up" in status.getvalue().splitlines()

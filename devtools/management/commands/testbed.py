@@ -128,7 +128,8 @@ class Command(BaseCommand):
         if ssh:
             self.stdout.write(
                 "Workers reach the container hosts with: "
-                + " ".join(f"{key}={value}" for key, value in ssh.items())
+                f"PADDOCK_LXC_SSH_KEY={ssh['LXC_SSH_KEY']} "
+                f"PADDOCK_LXC_SSH_KNOWN_HOSTS={ssh['LXC_SSH_KNOWN_HOSTS']}"
             )
 
     def down(self) -> None:
