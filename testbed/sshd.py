@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import socket
 import subprocess
 import time
@@ -43,6 +44,26 @@ Subsystem sftp internal-sftp
 
 class SshdError(RuntimeError):
     pass
+
+
+def cgroup_mounts() -> str:
+    """Shell lines that mount this machine's cgroup hierarchies again at /sys/fs/cgroup.
+
+    `ip netns exec` gives its command a fresh /sys, without the cgroup file systems
+    mounted under it; LXC, run from the host's sshd, needs them to set a container's
+    limits, as on any real host. The same hierarchies (same options) mount again."""
+    lines = []
+    with open("/proc/self/mounts") as fh:
+        for entry in fh:
+            source, target, fstype, options = entry.split()[:4]
+            if not target.startswith("/sys/fs/cgroup"):
+                continue
+            if fstype not in ("tmpfs", "cgroup", "cgroup2"):
+                continue
+            keep = ",".join(o for o in options.split(",") if o not in ("rw", "relatime"))
+            opts = f"-o {shlex.quote(keep)} " if keep else ""
+            lines.append(f"mkdir -p {target} && mount -t {fstype} {opts}{source} {target}")
+    return "".join(line + "\n" for line in lines)
 
 
 def _keygen(path: Path, comment: str) -> None:
@@ -127,19 +148,9 @@ def ensure_sshd(host: TestbedHost, timeout: float = 15) -> None:
     check = subprocess.run([SSHD, "-t", "-f", str(host.sshd_config)], capture_output=True)
     if check.returncode != 0:
         raise SshdError(f"{host.name}: bad sshd_config: {check.stderr.decode().strip()}")
+    sshd = shlex.join([SSHD, "-D", "-f", str(host.sshd_config), "-E", str(host.sshd_logfile)])
     proc = subprocess.Popen(
-        [
-            "ip",
-            "netns",
-            "exec",
-            host.netns,
-            SSHD,
-            "-D",
-            "-f",
-            str(host.sshd_config),
-            "-E",
-            str(host.sshd_logfile),
-        ],
+        ["ip", "netns", "exec", host.netns, "sh", "-c", f"set -e\n{cgroup_mounts()}exec {sshd}"],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

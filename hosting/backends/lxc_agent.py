@@ -377,7 +377,17 @@ def op_start(host: Host, args: dict) -> str:
     if state == "paused":
         host.lxc("lxc-unfreeze", name)
         return "running"
-    host.lxc("lxc-start", name, "-d", "-L", os.path.join(host.dir(name), "console.log"))
+    log = os.path.join(host.dir(name), "lxc.log")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(log)
+    try:
+        host.lxc("lxc-start", name, "-d", "-l", "ERROR", "-o", log)
+    except AgentError as exc:  # LXC says why in its log, not on stderr
+        with contextlib.suppress(OSError), open(log) as fh:
+            errors = [line.split(" - ", 1)[-1].strip() for line in fh if "ERROR" in line]
+            if errors:
+                exc.message = f"The container did not start: {'; '.join(errors[:4])}"
+        raise
     return host.state(name)
 
 
