@@ -755,13 +755,22 @@ def op_receive(host: Host, args: dict) -> str:
     shutil.rmtree(directory, ignore_errors=True)
     incoming = tempfile.mkdtemp(prefix=".incoming-", dir=host.lxcpath)
     try:
-        done = subprocess.run(
-            ["tar", "-x", "--sparse", "--numeric-owner", "-p", "-C", incoming],
-            stdin=sys.stdin.buffer,
-            capture_output=True,
-        )
-        if done.returncode != 0:
-            raise AgentError(f"tar failed: {done.stderr.decode(errors='replace')[-300:]}")
+        # fed from Python, not given our stdin's descriptor: the arguments' readline may
+        # have buffered the first bytes of the stream already
+        with tempfile.TemporaryFile() as errors:
+            tar = subprocess.Popen(
+                ["tar", "-x", "--sparse", "--numeric-owner", "-p", "-C", incoming],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=errors,
+            )
+            feed = tar.stdin
+            assert feed is not None
+            with contextlib.suppress(BrokenPipeError), feed:
+                shutil.copyfileobj(sys.stdin.buffer, feed, CHUNK)
+            if tar.wait() != 0:
+                errors.seek(0)
+                raise AgentError(f"tar failed: {errors.read().decode(errors='replace')[-300:]}")
         os.replace(os.path.join(incoming, name), directory)
     finally:
         shutil.rmtree(incoming, ignore_errors=True)
