@@ -20,6 +20,8 @@
 # - openssh-server (--browser, the test set): the tests start their own sshd on a free
 #   loopback port for the SFTP backup store (tests/test_backup_store.py); the package's
 #   own service is not needed.
+# - lxc, e2fsprogs (--browser, the test set): tests/test_backend_lxc.py runs real containers
+#   through the LXC backend's local transport (lxc-start, mkfs.ext4 -d).
 # - wrk (--bench): the HTTP load generator of bench/http_load.py (optional: without it
 #   the benchmark drives the server with its own Python client).
 # - --system: libvirtd with the QEMU driver, QEMU (TCG where KVM is missing), qemu-img,
@@ -50,7 +52,7 @@ if $browser && [ ! -x /usr/bin/chromium ]; then
     optional+=(chromium)
 fi
 if $browser; then
-    required+=(openssh-server)
+    required+=(openssh-server lxc e2fsprogs)
 fi
 if $bench && ! command -v wrk >/dev/null 2>&1; then
     optional+=(wrk)
