@@ -52,7 +52,7 @@ help:
 	@echo "make bench-placement  placement with 1,000 hosts and 50,000 servers vs the old algorithm"
 	@echo "make bench-migration  live migration of a hot guest, Paddock vs plain virsh migrate (root)"
 	@echo "make bench-balance  the balancer's planner over a 24-hour load trace (20 hosts, 300 servers)"
-	@echo "make bench-provision  API request to guest ready line vs qemu-img + virsh (root)"
+	@echo "make bench-provision  API request to ready line: VM vs qemu-img + virsh, container vs lxc-start (root)"
 	@echo "make bench-backup  full and incremental backup of a 2 GiB disk vs qemu-img convert (root)"
 	@echo "make clean  remove the tools, the venv, node_modules and the stamps (keeps var/)"
 
@@ -186,7 +186,8 @@ BENCH_WS_ARGS ?=
 bench-ws: python
 	$(VENV)/bin/python bench/ws_fanout.py $(BENCH_WS_ARGS)
 
-# API request -> guest ready line on a one-host testbed, against qemu-img + virsh (root).
+# API request -> ready line on a one-host testbed: a VM against qemu-img + virsh, a container
+# against tar + mkfs.ext4 + lxc-start (root; bench/provision.py --kind vm|container for one).
 bench-provision: python
 	@scripts/system-packages.sh --system
 	$(VENV)/bin/python bench/provision.py

@@ -17,6 +17,20 @@ The baseline does the same on the same host without Paddock: `qemu-img create` o
 overlay, the seed ISO written to the pool directory, `virsh pool-refresh`, `virsh define`,
 `virsh start`, and the same ready line read from the console log file. Medians are
 printed with the ratio Paddock / baseline. Nothing is asserted about time.
+
+Then the same for a container (`--kind container` alone, `--kind vm` without it): a
+container plan and the tiny template (guest/build-rootfs.sh) on the same testbed host
+registered as a container host (tb-ct1, reached over SSH by the LXC backend):
+
+    queue wait   request accepted -> a worker starts the job
+    template     the job's start -> root file system creation (checks the template is on
+                 the host; an upload the first time)
+    rootfs       template unpacked, customized, `mkfs.ext4 -d` image, config written
+    start->ready `lxc-start` -> `paddock-guest ... ready` on the container's console log
+
+against the same by hand in the host's namespace: `tar -x` of the template, the hostname
+written, `mkfs.ext4 -d`, a config file written, `lxc-start -d`, the ready line read from
+the console log file.
 """
 
 from __future__ import annotations
@@ -39,6 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 os.environ.setdefault("SECRET_KEY", "bench-only-not-secret")
+os.environ.setdefault("PADDOCK_DEV_TOOLS", "true")  # the testbed command
 warnings.filterwarnings("ignore", message="No directory at")
 
 import django  # noqa: E402
@@ -62,7 +77,9 @@ from testbed.layout import TestbedHost  # noqa: E402
 
 QUEUE = f"paddock-bench-{os.getpid()}"
 IMAGE_FILE = "paddock-tiny.qcow2"
+ROOTFS_FILE = "paddock-tiny-rootfs.tar.gz"
 PHASES = ["queue wait", "image", "disk", "seed", "define", "boot->ready", "total"]
+CT_PHASES = ["queue wait", "template", "rootfs", "start->ready", "total"]
 # job log messages that open each phase (hosting/services/operations.provision)
 MARKS = {
     "image": "Preparing image",
@@ -71,26 +88,34 @@ MARKS = {
     "define": "Defining",
     "boot": "Booting",
 }
+# and of a container's (hosting/backends/lxc_backend.provision)
+CT_MARKS = {
+    "rootfs": "Creating the container's root file system",
+    "start": "Starting the container",
+}
 READY = re.compile(r"paddock-guest hostname=(\S+) ip=(\S+) ready")
 
 
-def wait_ready(read, hostname: str, timeout: float = 300) -> float:
+def wait_ready(read, hostname: str, timeout: float = 300, job_id: int | None = None) -> float:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         match = READY.search(read())
         if match and match.group(1) == hostname:
             return time.time()
+        if job_id is not None and Job.objects.filter(pk=job_id, status="failed").exists():
+            job = Job.objects.get(pk=job_id)
+            raise RuntimeError(f"{hostname}: the job failed: {job.error}")
         time.sleep(0.1)
     raise RuntimeError(f"{hostname}: no ready line within {timeout} s")
 
 
-def log_times(job: Job) -> dict[str, float]:
+def log_times(job: Job, marks: dict[str, str] = MARKS) -> dict[str, float]:
     """Epoch seconds of the first log line of each phase."""
     day = job.created_at.date()
     out: dict[str, float] = {}
     for line in job.log:
         stamp, _, message = line.partition(" ")
-        for phase, prefix in MARKS.items():
+        for phase, prefix in marks.items():
             if phase not in out and message.startswith(prefix):
                 moment = datetime.strptime(f"{day} {stamp}", "%Y-%m-%d %H:%M:%S.%f")
                 moment = moment.replace(tzinfo=job.created_at.tzinfo)
@@ -100,8 +125,16 @@ def log_times(job: Job) -> dict[str, float]:
     return out
 
 
-def paddock_run(client, customer, plan, image, host: Host, n: int) -> dict[str, float]:
-    hostname = f"bench-{n}"
+def read_file(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+def api_provision(client, customer, plan, image, hostname: str, console) -> tuple:
+    """(t0, ready, job, server) of one server made through the API; `console(server)`
+    reads its console."""
     t0 = time.time()
     resp = client.post(
         "/api/v1/servers/",
@@ -111,15 +144,32 @@ def paddock_run(client, customer, plan, image, host: Host, n: int) -> dict[str, 
     assert resp.status_code == 202, resp.content
     job_id = resp.json()["id"]
     server = Server.objects.get(jobs__pk=job_id)
-    backend = get_backend(host)
-    ready = wait_ready(lambda: backend.console_log(server.domain_name), hostname)
+    ready = wait_ready(lambda: console(server), hostname, job_id=job_id)
     job = Job.objects.get(pk=job_id)
     while job.status in ("queued", "running"):
         time.sleep(0.1)
         job.refresh_from_db()
     assert job.status == "succeeded", (job.error, job.log)
-    marks = log_times(job)
     assert job.started_at is not None
+    return t0, ready, job, server
+
+
+def api_delete(client, server: Server) -> None:
+    resp = client.delete(f"/api/v1/servers/{server.uuid}/")
+    assert resp.status_code == 202
+    job = Job.objects.get(pk=resp.json()["id"])
+    while job.status in ("queued", "running"):
+        time.sleep(0.1)
+        job.refresh_from_db()
+    assert job.status == "succeeded", (job.error, job.log)
+
+
+def paddock_run(client, customer, plan, image, host: Host, n: int) -> dict[str, float]:
+    backend = get_backend(host)
+    t0, ready, job, server = api_provision(
+        client, customer, plan, image, f"bench-{n}", lambda s: backend.console_log(s.domain_name)
+    )
+    marks = log_times(job)
     result = {
         "queue wait": job.started_at.timestamp() - t0,
         "image": marks["disk"] - marks["image"],
@@ -129,12 +179,31 @@ def paddock_run(client, customer, plan, image, host: Host, n: int) -> dict[str, 
         "boot->ready": ready - marks["boot"],
         "total": ready - t0,
     }
-    resp = client.delete(f"/api/v1/servers/{server.uuid}/")
-    assert resp.status_code == 202
-    job = Job.objects.get(pk=resp.json()["id"])
-    while job.status in ("queued", "running"):
-        time.sleep(0.1)
-        job.refresh_from_db()
+    api_delete(client, server)
+    return result
+
+
+def paddock_container_run(client, customer, plan, image, tb: TestbedHost, n: int) -> dict:
+    # the console log file read where the host keeps it (the same file as the baseline's)
+    t0, ready, job, server = api_provision(
+        client,
+        customer,
+        plan,
+        image,
+        f"bench-ct-{n}",
+        lambda s: read_file(tb.lxc_path / s.domain_name / "console.log"),
+    )
+    assert server.host is not None and server.host.name == tb.ct_name, server.host
+    marks = log_times(job, CT_MARKS)
+    started = job.started_at.timestamp()
+    result = {
+        "queue wait": started - t0,
+        "template": marks["rootfs"] - started,
+        "rootfs": marks["start"] - marks["rootfs"],
+        "start->ready": ready - marks["start"],
+        "total": ready - t0,
+    }
+    api_delete(client, server)
     return result
 
 
@@ -216,17 +285,106 @@ def baseline_run(tb: TestbedHost, base_path: Path, n: int) -> dict[str, float]:
     }
 
 
+CT_CONFIG = """\
+lxc.include = /usr/share/lxc/config/common.conf
+lxc.arch = linux64
+lxc.uts.name = {hostname}
+lxc.rootfs.path = loop:{directory}/rootfs.img
+lxc.autodev = 1
+lxc.tty.max = 1
+lxc.pty.max = 16
+lxc.console.logfile = {directory}/console.log
+lxc.apparmor.profile = unconfined
+lxc.net.0.type = veth
+lxc.net.0.link = {bridge}
+lxc.net.0.flags = up
+lxc.net.0.name = eth0
+lxc.net.0.hwaddr = {mac}
+lxc.net.0.ipv4.address = {address}
+lxc.net.0.ipv4.gateway = {gateway}
+lxc.signal.halt = SIGUSR1
+lxc.signal.reboot = SIGTERM
+lxc.cgroup.memory.limit_in_bytes = {memory}
+lxc.cgroup.cpu.cfs_period_us = 100000
+lxc.cgroup.cpu.cfs_quota_us = 100000
+"""
+
+
+def baseline_container_run(tb: TestbedHost, template: Path, n: int, memory_mib: int) -> dict:
+    """The same container by hand: tar, mkfs.ext4 -d, a config file, lxc-start."""
+    ident = uuid.uuid4()
+    name = f"baseline-{ident}"
+    hostname = f"baseline-ct-{n}"
+    directory = tb.lxc_path / name
+    # the host's network namespace only (`ip netns exec` would hide the cgroup mounts)
+    in_netns = ["nsenter", f"--net=/run/netns/{tb.netns}"]
+    where = ["-P", str(tb.lxc_path), "-n", name]
+    guest_net = layout.guest_subnet()
+    t0 = time.time()
+    directory.mkdir()
+    staging = directory / "staging"
+    staging.mkdir()
+    sh("tar", "-x", "--numeric-owner", "-p", "-f", str(template), "-C", str(staging))
+    (staging / "etc" / "hostname").write_text(hostname + "\n")
+    image = directory / "rootfs.img"
+    with open(image, "wb") as fh:
+        fh.truncate(2**30)
+    sh("mkfs.ext4", "-q", "-F", "-m", "0", "-d", str(staging), "-L", "rootfs", str(image))
+    subprocess.run(["rm", "-rf", str(staging)], check=True)
+    (directory / "config").write_text(
+        CT_CONFIG.format(
+            hostname=hostname,
+            directory=directory,
+            bridge=layout.GUEST_BRIDGE,
+            mac="52:54:00:" + ":".join(f"{b:02x}" for b in ident.bytes[:3]),
+            address=f"{guest_net.network_address + 251}/{guest_net.prefixlen}",
+            gateway=guest_net.network_address + 1,
+            memory=memory_mib * 2**20,
+        )
+    )
+    t_rootfs = time.time()
+    sh(*in_netns, "lxc-start", *where, "-d")
+    log = directory / "console.log"
+    ready = wait_ready(lambda: read_file(log), hostname)
+    subprocess.run([*in_netns, "lxc-stop", *where, "-k"], capture_output=True)
+    subprocess.run(["rm", "-rf", str(directory)], check=True)
+    return {
+        "queue wait": 0.0,
+        "template": 0.0,
+        "rootfs": t_rootfs - t0,
+        "start->ready": ready - t_rootfs,
+        "total": ready - t0,
+    }
+
+
+def print_table(phases: list[str], paddock: list[dict], baseline: list[dict]) -> None:
+    print(f"{'phase':14}{'Paddock s':>11}{'direct s':>11}{'ratio':>8}")
+    for phase in phases:
+        p = statistics.median(r[phase] for r in paddock)
+        b = statistics.median(r[phase] for r in baseline)
+        ratio = f"{p / b:.2f}x" if b > 0.0005 else "-"
+        print(f"{phase:14}{p:11.3f}{b:11.3f}{ratio:>8}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--kind", choices=["all", "vm", "container"], default="all")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/provision.py needs root (it brings up a testbed host).")
+    vms = args.kind in ("all", "vm")
+    containers = args.kind in ("all", "container")
 
-    subprocess.run(
-        ["bash", str(ROOT / "guest" / "build-image.sh"), str(settings.IMAGE_STORE)], check=True
-    )
-    image_path = Path(settings.IMAGE_STORE) / IMAGE_FILE
+    store = Path(settings.IMAGE_STORE)
+    if vms:
+        subprocess.run(["bash", str(ROOT / "guest" / "build-image.sh"), str(store)], check=True)
+    if containers:
+        subprocess.run(["bash", str(ROOT / "guest" / "build-rootfs.sh"), str(store)], check=True)
+        # the worker (in this process) reaches the testbed's container hosts over SSH
+        settings.LXC_SSH_KEY = str(layout.ssh_key())
+        settings.LXC_SSH_KNOWN_HOSTS = str(layout.ssh_known_hosts())
+        settings.LXC_SSH_ACCEPT_NEW = False
 
     db = connection.settings_dict
     sqlite = db["ENGINE"].endswith("sqlite3")
@@ -243,26 +401,20 @@ def main() -> None:
         if os.environ.get("REDIS_URL")
         else embedded_redis.start(settings.EMBEDDED_REDIS_SOCKET)
     )
+    paddock: list[dict[str, float]] = []
+    baseline: list[dict[str, float]] = []
+    ct_paddock: list[dict[str, float]] = []
+    ct_baseline: list[dict[str, float]] = []
     try:
-        call_command("testbed", "up", "--hosts", "1", "--queue", QUEUE)
-        host = Host.objects.get(name="tb-hv1")
+        up = ["testbed", "up", "--hosts", "1", "--queue", QUEUE]
+        call_command(*up, *(["--containers"] if containers else []))
         tb = TestbedHost(1)
-        digest = hashlib.sha256(image_path.read_bytes()).hexdigest()[:12]
-        image = Image.objects.create(
-            name="Paddock tiny",
-            source=IMAGE_FILE,
-            volume_name=f"paddock-tiny-{digest}.qcow2",
-            min_disk_gib=1,
-        )
-        plan = Plan.objects.create(name="Tiny", vcpus=1, memory_mib=192, disk_gib=2)
         customer = Customer.objects.create(name="Bench", email="bench@example.com")
         staff = get_user_model().objects.create_user("bench", is_staff=True, is_superuser=True)
         _, key = issue_token(user=staff, scope=TokenScope.BILLING)
         client = APIClient()
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
 
-        paddock: list[dict[str, float]] = []
-        baseline: list[dict[str, float]] = []
         with start_worker(
             app,
             pool="threads",
@@ -272,32 +424,74 @@ def main() -> None:
             shutdown_timeout=30,
             loglevel="WARNING",
         ):
-            # the first server uploads the base image into the pool: reported on its own
-            first = paddock_run(client, customer, plan, image, host, 0)
-            base_path = tb.dir / "storage" / layout.HOST_POOL / image.volume_name
-            for n in range(1, args.runs + 1):  # interleaved, so load falls on both alike
-                paddock.append(paddock_run(client, customer, plan, image, host, n))
-                baseline.append(baseline_run(tb, base_path, n))
+            if vms:
+                host = Host.objects.get(name=tb.name)
+                image_path = store / IMAGE_FILE
+                digest = hashlib.sha256(image_path.read_bytes()).hexdigest()[:12]
+                image = Image.objects.create(
+                    name="Paddock tiny",
+                    source=IMAGE_FILE,
+                    volume_name=f"paddock-tiny-{digest}.qcow2",
+                    min_disk_gib=1,
+                )
+                plan = Plan.objects.create(name="Tiny", vcpus=1, memory_mib=192, disk_gib=2)
+                # the first server uploads the base image into the pool: reported on its own
+                first = paddock_run(client, customer, plan, image, host, 0)
+                base_path = tb.dir / "storage" / layout.HOST_POOL / image.volume_name
+                for n in range(1, args.runs + 1):  # interleaved: load falls on both alike
+                    paddock.append(paddock_run(client, customer, plan, image, host, n))
+                    baseline.append(baseline_run(tb, base_path, n))
+            if containers:
+                rootfs_path = store / ROOTFS_FILE
+                digest = hashlib.sha256(rootfs_path.read_bytes()).hexdigest()[:12]
+                ct_image = Image.objects.create(
+                    name="Paddock tiny container",
+                    kind="container",
+                    format="tar",
+                    source=ROOTFS_FILE,
+                    volume_name=f"paddock-tiny-rootfs-{digest}.tar.gz",
+                    min_disk_gib=1,
+                    cloud_init=False,
+                )
+                ct_plan = Plan.objects.create(
+                    name="Tiny container", kind="container", vcpus=1, memory_mib=128, disk_gib=1
+                )
+                # the first container uploads the template to the host: reported on its own
+                ct_first = paddock_container_run(client, customer, ct_plan, ct_image, tb, 0)
+                template = tb.lxc_path / ".paddock" / "templates" / ct_image.volume_name
+                for n in range(1, args.runs + 1):
+                    ct_paddock.append(
+                        paddock_container_run(client, customer, ct_plan, ct_image, tb, n)
+                    )
+                    ct_baseline.append(baseline_container_run(tb, template, n, ct_plan.memory_mib))
     finally:
         call_command("testbed", "down")
         connection.creation.destroy_test_db(old_name, verbosity=0)
         if redis is not None:
             redis.terminate()
 
-    print(
-        f"API request -> guest ready line, {args.runs} runs each, one testbed host, "
-        f"qemu (TCG), tiny guest, 1 vCPU / 192 MiB"
-    )
-    print(
-        f"first server (uploads the base image): {first['total']:.2f} s, "
-        f"of which image {first['image']:.2f} s"
-    )
-    print(f"{'phase':14}{'Paddock s':>11}{'direct s':>11}{'ratio':>8}")
-    for phase in PHASES:
-        p = statistics.median(r[phase] for r in paddock)
-        b = statistics.median(r[phase] for r in baseline)
-        ratio = f"{p / b:.2f}x" if b > 0.0005 else "-"
-        print(f"{phase:14}{p:11.3f}{b:11.3f}{ratio:>8}")
+    if vms:
+        print(
+            f"API request -> guest ready line, {args.runs} runs each, one testbed host, "
+            f"qemu (TCG), tiny guest, 1 vCPU / 192 MiB"
+        )
+        print(
+            f"first server (uploads the base image): {first['total']:.2f} s, "
+            f"of which image {first['image']:.2f} s"
+        )
+        print_table(PHASES, paddock, baseline)
+    if containers:
+        if vms:
+            print()
+        print(
+            f"API request -> container ready line, {args.runs} runs each, one testbed host "
+            f"over SSH, LXC, tiny template, 1 vCPU / 128 MiB / 1 GiB"
+        )
+        print(
+            f"first container (uploads the template): {ct_first['total']:.2f} s, "
+            f"of which template {ct_first['template']:.2f} s"
+        )
+        print_table(CT_PHASES, ct_paddock, ct_baseline)
 
 
 if __name__ == "__main__":
