@@ -316,8 +316,11 @@ def baseline_container_run(tb: TestbedHost, template: Path, n: int, memory_mib: 
     name = f"baseline-{ident}"
     hostname = f"baseline-ct-{n}"
     directory = tb.lxc_path / name
-    # the host's network namespace only (`ip netns exec` would hide the cgroup mounts)
-    in_netns = ["nsenter", f"--net=/run/netns/{tb.netns}"]
+    # on the host as an admin would: over SSH, in the host's own shell
+    in_netns = [
+        "ssh", "-i", str(layout.ssh_key()), "-o", f"UserKnownHostsFile={layout.ssh_known_hosts()}",
+        "-o", "BatchMode=yes", f"root@{tb.address.ip}",
+    ]  # fmt: skip
     where = ["-P", str(tb.lxc_path), "-n", name]
     guest_net = layout.guest_subnet()
     t0 = time.time()

@@ -282,7 +282,7 @@ def test_a_host_of_the_admins_on_the_local_uri_is_left_alone(
     out = seed(monkeypatch, Mode(real=True), django_capture_on_commit_callbacks)
     # then it does not collide with it: the demo stays on the test driver and says why
     assert "skipped host 'local': host #" in out
-    assert "already has the libvirt URI 'qemu:///system'" in out
+    assert "already has the connection URI 'qemu:///system'" in out
     assert "because the seed could not register the host 'local'" in out
     assert catalogue()["hosts"] == {"demo-host": HostState.ONLINE, "hv-here": HostState.ONLINE}
     assert fake_local_host == []
