@@ -273,7 +273,8 @@ def build_rootfs(host: Host, spec: dict, tarball: str) -> bool:
 def op_info(host: Host, args: dict) -> dict:
     with open("/proc/meminfo") as fh:
         meminfo = fh.read()
-    total_kib = int(re.search(r"MemTotal:\s+(\d+)", meminfo).group(1))
+    found = re.search(r"MemTotal:\s+(\d+)", meminfo)
+    total_kib = int(found.group(1)) if found else 0
     model = ""
     with open("/proc/cpuinfo") as fh:
         for line in fh:
@@ -546,7 +547,7 @@ def nic(name: str) -> dict:
 
 
 def guest_stats(name: str, state: str, pid: int | None) -> dict:
-    sample = {"state": state}
+    sample: dict = {"state": state}
     if state not in ("running", "paused") or not pid:
         return sample
     groups = cgroups_of(pid)
