@@ -379,6 +379,9 @@ BACKUP_STORE_SSH_KEY = env.str("PADDOCK_BACKUP_STORE_SSH_KEY", default="")
 BACKUP_STORE_KNOWN_HOSTS = env.str("PADDOCK_BACKUP_STORE_KNOWN_HOSTS", default="")
 # Where restores assemble a disk from a backup chain before it is uploaded to the host.
 BACKUP_STAGING = env.path("PADDOCK_BACKUP_STAGING", default=str(VAR_DIR / "backup-staging"))
+# Where an OpenVZ import's archive waits until its server is provisioned (removed then, or
+# when the server is terminated first): hosting/services/imports.py.
+IMPORT_STAGING = env.path("PADDOCK_IMPORT_STAGING", default=str(VAR_DIR / "imports"))
 # Backups of a terminated server are kept this many days; its customer can restore them
 # into a new server meanwhile.
 BACKUP_GRACE_DAYS = env.int("PADDOCK_BACKUP_GRACE_DAYS", default=7)

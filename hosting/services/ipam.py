@@ -8,7 +8,7 @@ candidate both try to insert it: one wins, the other retries with the next candi
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from django.db import IntegrityError, transaction
 
@@ -46,6 +46,31 @@ def allocate(*, server: Server, pool: IPPool) -> IPAddress:
     raise PoolExhausted(f"IP pool {pool.name} has no free address.")
 
 
+def allocate_address(*, server: Server, pool: IPPool, address: str) -> IPAddress | None:
+    """That address of the pool for the server, if it lies in the pool's range and is free
+    (None otherwise: outside the pool or its range, the gateway, or taken)."""
+    try:
+        wanted = ipaddress.ip_address(address)
+    except ValueError:
+        return None
+    net = pool.ip_network
+    if wanted.version != net.version or wanted not in net:
+        return None
+    if pool.range_start and wanted < ipaddress.ip_address(pool.range_start):
+        return None
+    if pool.range_end and wanted > ipaddress.ip_address(pool.range_end):
+        return None
+    if wanted in (net.network_address, net.broadcast_address) and net.version == 4:
+        return None
+    if pool.gateway and wanted == ipaddress.ip_address(pool.gateway):
+        return None
+    try:
+        with transaction.atomic():
+            return IPAddress.objects.create(pool=pool, address=str(wanted), server=server)
+    except IntegrityError:
+        return None  # taken
+
+
 def pools_for(server: Server) -> list[IPPool]:
     """One active pool per family, preferring the host's zone."""
     zone = server.host.zone if server.host else ""
@@ -59,11 +84,22 @@ def pools_for(server: Server) -> list[IPPool]:
     return list(chosen.values())
 
 
-def assign_addresses(*, server: Server) -> list[IPAddress]:
+def assign_addresses(*, server: Server, wanted: Iterable[str] = ()) -> list[IPAddress]:
+    """One address per family from the pools serving the server's host; an address of
+    `wanted` (an imported server's own) when it lies in that pool and is free."""
     pools = pools_for(server)
     if not any(p.family == 4 for p in pools):
         raise PoolExhausted("No active IPv4 pool serves this host.")
-    return [allocate(server=server, pool=pool) for pool in pools]
+    wanted = list(wanted)
+    assigned = []
+    for pool in pools:
+        chosen = None
+        for address in wanted:
+            chosen = allocate_address(server=server, pool=pool, address=address)
+            if chosen is not None:
+                break
+        assigned.append(chosen or allocate(server=server, pool=pool))
+    return assigned
 
 
 def release_addresses(*, server: Server) -> int:

@@ -9,6 +9,7 @@ through hosting.backends.
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 from django.conf import settings
@@ -159,10 +160,17 @@ def provision(ctx: JobContext) -> str:
     elif ctx.params.get("rootfs_archive"):
         # an imported container (hosting/services/imports.py): its root file system is
         # the archive's, in place before the provisioning (which keeps it)
-        ctx.progress(5, "Uploading the imported root file system")
-        backend.replace_disk(server.domain_name, source_path=ctx.params["rootfs_archive"])
+        archive = ctx.params["rootfs_archive"]
+        # (gone once a run provisioned it: a run taking over after that finds the guest)
+        if os.path.exists(archive) or backend.state(server.domain_name) == PowerState.MISSING:
+            ctx.progress(5, "Uploading the imported root file system")
+            backend.replace_disk(server.domain_name, source_path=archive)
     backend.provision(guest_spec(server), progress=ctx.progress)
     _wait_running(ctx, "did not start")
+    if ctx.params.get("rootfs_archive"):
+        from .imports import discard_staged
+
+        discard_staged(ctx.params["rootfs_archive"])  # it is the container's disk now
     return "Server is running"
 
 
@@ -278,6 +286,9 @@ def terminate(ctx: JobContext) -> str:
     if server.host is not None:
         ctx.progress(30, "Removing the virtual machine and its disks")
         ctx.backend.deprovision(server.domain_name)
+    from .imports import discard_staged_of
+
+    discard_staged_of(server)  # an import's archive its provisioning never took
     ctx.progress(80, "Releasing addresses")
     with transaction.atomic():
         ctx.require_lease()

@@ -15,7 +15,7 @@ from django.utils import timezone
 from ..access import Caller
 from ..actions import IllegalAction, get_action, refusal, require_permitted
 from ..choices import CustomerStatus, JobKind, JobStatus, ServerState
-from ..models import Customer, Image, Job, PlacementGroup, Plan, Server, SSHKey
+from ..models import Customer, Host, Image, Job, PlacementGroup, Plan, Server, SSHKey
 from ..permissions import caller_may
 from ..states import require_transition
 from . import audit, ipam, placement
@@ -50,11 +50,14 @@ def create_server(
     groups: Iterable[PlacementGroup] = (),
     caller: Caller,
     job_params: dict | None = None,
+    host: Host | None = None,
+    addresses: Iterable[str] = (),
 ) -> tuple[Server, Job]:
     """Place, record and queue a new server. Nothing is left behind if any step fails.
 
     `zone` restricts placement to one zone's hosts; `groups` are the customer's placement
-    groups (affinity, anti-affinity) the server joins."""
+    groups (affinity, anti-affinity) the server joins; `host` places it there (if it has
+    room); `addresses` are ones it should get if free in its pools (an import's own)."""
     if not caller.access.can_write or not caller.access.allows_customer(customer.pk):
         raise NotPermitted("You cannot order servers for this customer.")
     if not caller_may(caller, JobKind.PROVISION):
@@ -89,7 +92,7 @@ def create_server(
 
     with transaction.atomic():
         request = PlacementRequest.for_order(
-            plan=plan, customer=customer, zone=zone, groups=group_list
+            plan=plan, customer=customer, zone=zone, groups=group_list, pinned_host=host
         )
         host = server.host = placement.claim(request)
         try:
@@ -102,7 +105,7 @@ def create_server(
             server.ssh_keys.set(keys)
         if group_list:
             server.placement_groups.set(group_list)
-        ipam.assign_addresses(server=server)
+        ipam.assign_addresses(server=server, wanted=addresses)
         job = create_job(kind=JobKind.PROVISION, server=server, params=job_params, caller=caller)
         audit.record(
             action="server.create",
