@@ -429,6 +429,21 @@ class ServerAdmin(ReadOnlyAdmin):
     )
     inlines = [IPAddressInline, JobInline]
     actions = [_server_action(entry) for entry in PLAIN_ACTIONS]
+    change_list_template = "admin/hosting/server/change_list.html"  # + "Import OpenVZ"
+
+    def get_urls(self) -> list[Any]:
+        from django.urls import path
+
+        from .import_admin import import_openvz_view
+
+        view = self.admin_site.admin_view(lambda request: import_openvz_view(self, request))
+        own = path("import-openvz/", view, name="hosting_server_import_openvz")
+        return [own, *super().get_urls()]
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
+        extra = {"may_import": request.user.has_perm("hosting.add_server"), **(extra_context or {})}
+        return super().changelist_view(request, extra)
+
     # the placement constraints are the one thing staff edit here (audited)
     editable_fields = ("pinned_host", "required_cpu", "balance_ignore")
 

@@ -166,9 +166,12 @@ def import_openvz(
     if image.kind != VirtKind.CONTAINER:
         raise ServiceError(f"Image {image.name} is not a container image.", field="image")
 
+    if isinstance(archive, Path):  # refused before it is copied
+        used = _check_archive_fits(archive, plan)
     staged = stage_archive(archive)
     try:
-        used = _check_archive_fits(staged, plan)
+        if not isinstance(archive, Path):
+            used = _check_archive_fits(staged, plan)
         lines = openvz.import_report(got, plan, hostname=name)
         with transaction.atomic():
             server, job = create_server(

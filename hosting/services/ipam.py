@@ -56,9 +56,9 @@ def allocate_address(*, server: Server, pool: IPPool, address: str) -> IPAddress
     net = pool.ip_network
     if wanted.version != net.version or wanted not in net:
         return None
-    if pool.range_start and wanted < ipaddress.ip_address(pool.range_start):
+    if pool.range_start and int(wanted) < int(ipaddress.ip_address(pool.range_start)):
         return None
-    if pool.range_end and wanted > ipaddress.ip_address(pool.range_end):
+    if pool.range_end and int(wanted) > int(ipaddress.ip_address(pool.range_end)):
         return None
     if wanted in (net.network_address, net.broadcast_address) and net.version == 4:
         return None
