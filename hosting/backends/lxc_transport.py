@@ -267,6 +267,9 @@ class SSHTransport(Transport):
                     client.close()
                 client = self._connect()
                 _clients[self._key] = client
+                # a new connection may be to a reinstalled host: check its agent again
+                for marker in [m for m in _agents_present if m[: len(self._key)] == self._key]:
+                    _agents_present.discard(marker)
             return client
 
     def _exec(self, command: str) -> paramiko.Channel:
