@@ -216,6 +216,7 @@ def _stranger_key(tmp_path) -> str:
 
 
 CT_CONFIG = """\
+lxc.include = /usr/share/lxc/config/common.conf
 lxc.uts.name = ct-probe
 lxc.rootfs.path = dir:{rootfs}
 lxc.net.0.type = veth
@@ -226,7 +227,6 @@ lxc.net.0.ipv4.address = {address}
 lxc.net.0.ipv4.gateway = {gateway}
 lxc.apparmor.profile = unconfined
 lxc.autodev = 1
-lxc.mount.auto = proc:mixed sys:ro cgroup:mixed
 lxc.signal.halt = SIGUSR1
 lxc.signal.reboot = SIGTERM
 lxc.console.logfile = {console}
