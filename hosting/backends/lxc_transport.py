@@ -47,6 +47,15 @@ def _error(op: str, status: int, stderr: bytes, where: str) -> BackendError:
     return BackendError(message)
 
 
+# the exit status of an operation whose agent file is not on the host: a host rebuilt (or a
+# directory emptied) since this process installed it; `call` installs it again and retries
+AGENT_MISSING = 199
+
+
+class AgentMissing(HostUnreachable):
+    pass
+
+
 class Call:
     """One running agent operation."""
 
@@ -72,6 +81,8 @@ class Call:
     def finish(self) -> Any:
         self.close_input()
         status, out, err = self.wait()
+        if status == AGENT_MISSING:
+            raise AgentMissing(f"The LXC agent is not on {self.where} (any more).")
         if status != 0:
             raise _error(self.op, status, err, self.where)
         return json.loads(out) if out.strip() else None
@@ -81,12 +92,23 @@ class Transport:
     lxcpath: str
     where: str
 
-    def open(self, op: str, args: dict | None = None) -> Call:
+    def open(self, op: str, args: dict | None = None, *, checked: bool = True) -> Call:
+        """Start `op`. A streaming caller cannot repeat it, so its agent is looked for on
+        the host first (`checked`); `call` skips that and repeats when it was missing."""
         raise NotImplementedError
 
     def call(self, op: str, args: dict | None = None, *, payload: BinaryIO | None = None) -> Any:
         """Run `op` to the end; `payload` (a file) is streamed to its stdin."""
-        running = self.open(op, args)
+        try:
+            return self._call_once(op, args, payload)
+        except AgentMissing:
+            self.forget_agent()
+            if payload is not None:
+                payload.seek(0)
+            return self._call_once(op, args, payload)
+
+    def _call_once(self, op: str, args: dict | None, payload: BinaryIO | None) -> Any:
+        running = self.open(op, args, checked=False)
         try:
             if payload is not None:
                 while chunk := payload.read(CHUNK):
@@ -95,6 +117,10 @@ class Transport:
         except BaseException:
             running.abort()
             raise
+
+    def forget_agent(self) -> None:
+        """Check for the agent on the host again before the next operation."""
+        return None
 
     def _request(self, args: dict | None) -> bytes:
         return json.dumps({**(args or {}), "lxcpath": self.lxcpath}).encode() + b"\n"
@@ -147,7 +173,7 @@ class LocalTransport(Transport):
         self.lxcpath = lxcpath
         self.where = "this machine"
 
-    def open(self, op: str, args: dict | None = None) -> Call:
+    def open(self, op: str, args: dict | None = None, *, checked: bool = True) -> Call:
         proc = subprocess.Popen(
             [sys.executable, str(AGENT), op],
             bufsize=0,
@@ -307,9 +333,17 @@ class SSHTransport(Transport):
             )
         _agents_present.add(marker)
 
-    def open(self, op: str, args: dict | None = None) -> Call:
+    def forget_agent(self) -> None:
+        _agents_present.discard((*self._key, self.agent_path))
+
+    def open(self, op: str, args: dict | None = None, *, checked: bool = True) -> Call:
+        if checked:
+            self.forget_agent()
         self._ensure_agent()
-        channel = self._exec(f"python3 {shlex.quote(self.agent_path)} {shlex.quote(op)}")
+        path = shlex.quote(self.agent_path)
+        channel = self._exec(
+            f"test -f {path} || exit {AGENT_MISSING}; exec python3 {path} {shlex.quote(op)}"
+        )
         running = SSHCall(channel, op, self.where)
         running.write(self._request(args))
         return running
