@@ -647,9 +647,10 @@ def test_snapshots_and_a_deleted_servers_backup_in_the_panel(
     settings,
     tmp_path,
 ):
-    """Snapshots taken, reverted and deleted on the server page; a terminated server's
-    backup restored into a new server from "Deleted servers" (on the test driver, whose
-    disks hold nothing: the backup is a real, empty qcow2 in a real store)."""
+    """Snapshots taken, reverted and deleted on the server page; a backup listed and verified
+    on the server's page; a terminated server's backup restored into a new server from
+    "Deleted servers" (on the test driver, whose disks hold nothing: the backups are real,
+    empty qcow2 files in a real store)."""
     import subprocess
 
     from django.utils import timezone
@@ -662,6 +663,15 @@ def test_snapshots_and_a_deleted_servers_backup_in_the_panel(
     from hosting.services.servers import create_server
 
     from .factories import ServerFactory
+
+    def store_disk(backup: Backup, disk) -> None:
+        with LocalStore(settings.BACKUP_STORE).put(object_key(backup)) as writer:
+            writer.write(disk.read_bytes())
+            stored = writer.close()
+        backup.manifest = {
+            "disks": [{"name": "vda", "format": "qcow2", "object": stored.as_dict()}]
+        }
+        backup.save()
 
     settings.BACKUP_STORE = str(tmp_path / "store")
     settings.BACKUP_STAGING = str(tmp_path / "staging")
@@ -690,6 +700,22 @@ def test_snapshots_and_a_deleted_servers_backup_in_the_panel(
     page.wait_for_selector("[data-snapshot]", state="detached")
     assert not server.snapshots.exists()
 
+    # a backup of this server in the store, listed on its page and verified from there (the
+    # test driver has no backup capability: restoring onto the server needs a real host,
+    # tests/system/test_backups.py; restoring into a new server is below)
+    disk = tmp_path / "disk.qcow2"
+    subprocess.run(["qemu-img", "create", "-f", "qcow2", str(disk), "64M"], check=True)
+    own = Backup.objects.create(
+        server=server, customer=customer, status=BackupStatus.COMPLETE, completed_at=timezone.now()
+    )
+    store_disk(own, disk)
+    page.reload()
+    row = page.locator(f'[data-role="backups"] [data-backup="{own.uuid}"]')
+    assert "Complete" in row.inner_text()
+    row.locator('[data-action="backup-verify"]').click()
+    row.locator(".badge:has-text('verified')").wait_for()
+    assert Backup.objects.get(pk=own.pk).verified_ok is True
+
     # a server terminated with a backup kept; its customer restores it into a new one
     old = ServerFactory(
         customer=customer, plan=plan, image=image, host=host, hostname="gone",
@@ -698,13 +724,7 @@ def test_snapshots_and_a_deleted_servers_backup_in_the_panel(
     backup = Backup.objects.create(
         server=old, customer=customer, status=BackupStatus.COMPLETE, completed_at=timezone.now()
     )
-    disk = tmp_path / "disk.qcow2"
-    subprocess.run(["qemu-img", "create", "-f", "qcow2", str(disk), "64M"], check=True)
-    with LocalStore(settings.BACKUP_STORE).put(object_key(backup)) as writer:
-        writer.write(disk.read_bytes())
-        stored = writer.close()
-    backup.manifest = {"disks": [{"name": "vda", "format": "qcow2", "object": stored.as_dict()}]}
-    backup.save()
+    store_disk(backup, disk)
     page.goto(f"{live_asgi_url}/")
     page.click("text=Deleted servers")
     row = page.locator(f'[data-backup="{backup.uuid}"]')
