@@ -830,10 +830,16 @@ class TransferQuotaAdmin(ReadOnlyAdmin):
         if not self.has_lift_permission(request):
             raise PermissionDenied
         caller = caller_from_request(request)
-        quotas = list(queryset.select_related("server__plan", "server__host"))
-        for quota in quotas:
-            lift_transfer_limit(server=quota.server, caller=caller)
-        self.message_user(request, f"Lifted {len(quotas)} limit(s).", messages.SUCCESS)
+        lifted = 0
+        for quota in queryset.select_related("server__plan", "server__host"):
+            try:
+                lift_transfer_limit(server=quota.server, caller=caller)
+            except ServiceError as exc:
+                self.message_user(request, f"{quota.server}: {exc}", messages.ERROR)
+            else:
+                lifted += 1
+        if lifted:
+            self.message_user(request, f"Lifted {lifted} limit(s).", messages.SUCCESS)
 
 
 @admin.register(Snapshot)

@@ -14,9 +14,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from hosting.access import Caller
-from hosting.choices import JobKind, TransferPolicy
+from hosting.choices import JobKind, JobStatus, TransferPolicy
 from hosting.models import AuditEvent, Job, ServerStatsHour, TransferQuota
 from hosting.services.quotas import check_transfer, level_of, lift_transfer_limit
+from hosting.services.servers import request_action
 
 GIB = 1024**3
 
@@ -157,3 +158,87 @@ def test_a_suspending_plan_suspends_the_server(server, django_capture_on_commit_
     server.refresh_from_db()
     assert server.suspended
     assert Job.objects.filter(server=server, kind=JobKind.SUSPEND).exists()
+
+
+def finish_jobs(server) -> None:
+    """The queued jobs done (their runners are not the point here)."""
+    Job.objects.filter(server=server).exclude(status=JobStatus.SUCCEEDED).update(
+        status=JobStatus.SUCCEEDED, finished_at=timezone.now()
+    )
+
+
+@pytest.fixture
+def suspended_by_quota(server, django_capture_on_commit_callbacks):
+    """A server its plan's transfer policy suspended this month, the suspension done."""
+    server.plan.transfer_gib = 1
+    server.plan.transfer_policy = TransferPolicy.SUSPEND
+    server.plan.save()
+    transfer(server, 1.0)
+    with django_capture_on_commit_callbacks(execute=False):
+        assert check_transfer().exceeded == [server.pk]
+    server.refresh_from_db()
+    assert server.suspended
+    return server
+
+
+def next_month() -> datetime:
+    return (timezone.now().replace(day=1) + timedelta(days=32)).replace(day=1)
+
+
+def test_next_month_lifts_the_quotas_suspension(
+    suspended_by_quota, django_capture_on_commit_callbacks
+):
+    server = suspended_by_quota
+    # given the suspension job still running: the lift waits for the next pass
+    with django_capture_on_commit_callbacks(execute=False):
+        assert check_transfer(now=next_month()).lifted == []
+    server.refresh_from_db()
+    assert server.suspended
+
+    # when it has finished and the next pass comes
+    finish_jobs(server)
+    with django_capture_on_commit_callbacks(execute=False):
+        report = check_transfer(now=next_month())
+
+    # then the server is unsuspended by the system, and the lift is audited
+    assert report.lifted == [server.pk]
+    server.refresh_from_db()
+    assert not server.suspended
+    unsuspend = Job.objects.get(server=server, kind=JobKind.UNSUSPEND)
+    assert unsuspend.requested_by is None
+    assert AuditEvent.objects.filter(action="server.transfer_lifted", target_id=str(server.pk))
+    assert TransferQuota.objects.get(server=server).level == 0
+
+
+def test_next_month_leaves_a_suspension_billing_asked_for(
+    suspended_by_quota, staff, django_capture_on_commit_callbacks
+):
+    # given billing unsuspended the server, then suspended it for its own reasons
+    server = suspended_by_quota
+    with django_capture_on_commit_callbacks(execute=False):
+        for action in (JobKind.UNSUSPEND, JobKind.SUSPEND):
+            finish_jobs(server)
+            request_action(server=server, action=action, caller=Caller(user=staff))
+    finish_jobs(server)
+
+    # when the next month begins
+    with django_capture_on_commit_callbacks(execute=False):
+        report = check_transfer(now=next_month())
+
+    # then the quota is reset, but the suspension is billing's to lift
+    assert report.lifted == [server.pk]
+    server.refresh_from_db()
+    assert server.suspended
+    assert Job.objects.filter(server=server, kind=JobKind.UNSUSPEND).count() == 1
+
+
+def test_an_admin_lifts_the_quotas_suspension_in_their_name(
+    suspended_by_quota, staff, django_capture_on_commit_callbacks
+):
+    server = suspended_by_quota
+    finish_jobs(server)
+    with django_capture_on_commit_callbacks(execute=False):
+        lift_transfer_limit(server=server, caller=Caller(user=staff))
+    server.refresh_from_db()
+    assert not server.suspended
+    assert Job.objects.get(server=server, kind=JobKind.UNSUSPEND).requested_by == staff

@@ -5,8 +5,10 @@ allowance in the month gets a notice (shown on its page) and the audit event
 `server.transfer_warning`; at 100 % `server.transfer_exceeded`, and the plan's
 `transfer_policy` applies: throttle (each direction of its interfaces limited to
 `throttle_kbps` with libvirt QoS, by a task on the host's queue) or suspend (the
-suspension job, as billing would ask). A new month lifts it (the throttle removed, a
-suspension left to billing), as does `lift_transfer_limit()` for an admin.
+suspension job, as billing would ask). A new month lifts it (the throttle removed, the
+quota's own suspension unsuspended), as does `lift_transfer_limit()` for an admin. A
+suspension that billing or an admin asked for (the server's last suspension job has a
+requester) is theirs to lift, never the quota's.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from ..access import Caller
 from ..choices import JobKind, ServerState, TransferPolicy
 from ..models import Server, ServerStatsHour, TransferQuota
 from . import audit, dispatch
+from .errors import Conflict
 from .stats_history import GIB
 
 log = logging.getLogger(__name__)
@@ -55,7 +58,11 @@ def check_transfer(*, now: datetime | None = None) -> QuotaReport:
     start = datetime(period.year, period.month, 1, tzinfo=now.tzinfo)
     report = QuotaReport()
     for quota in TransferQuota.objects.filter(period__lt=period).select_related("server"):
-        _lift(quota, period=period, reason="a new month")
+        try:
+            _lift(quota, period=period, reason="a new month")
+        except Conflict as exc:  # its unsuspension must wait (another job runs): next pass
+            log.info("Transfer limit of server %s not lifted yet: %s", quota.server_id, exc)
+            continue
         report.lifted.append(quota.server_id)
     used = dict(
         ServerStatsHour.objects.filter(bucket__gte=start, bucket__lte=now)
@@ -125,11 +132,33 @@ def queue_bandwidth(server: Server, kbps: int | None) -> None:
     )
 
 
+def suspended_by_quota(server: Server) -> bool:
+    """The server is suspended, and by this module: its last suspension job was asked by
+    the system (the quota's `_enforce`), not by billing or an admin."""
+    if not server.suspended:
+        return False
+    last = server.jobs.filter(kind=JobKind.SUSPEND).order_by("-created_at", "-pk").first()
+    return last is not None and last.requested_by_id is None and last.requested_via_token_id is None
+
+
+def _release(quota: TransferQuota, caller: Caller) -> None:
+    """Undo what the plan's policy did: the throttle removed, the quota's suspension
+    lifted (raises Conflict when the server cannot be unsuspended now)."""
+    server = quota.server
+    if not quota.enforced:
+        return
+    if server.plan.transfer_policy == TransferPolicy.THROTTLE:
+        queue_bandwidth(server, None)
+    elif suspended_by_quota(server):
+        from .servers import request_action
+
+        request_action(server=server, action=JobKind.UNSUSPEND, caller=caller)
+
+
 def _lift(quota: TransferQuota, *, period: date, reason: str) -> None:
     with transaction.atomic():
         server = quota.server
-        if quota.enforced and server.plan.transfer_policy == TransferPolicy.THROTTLE:
-            queue_bandwidth(server, None)
+        _release(quota, Caller.system())
         was = quota.level
         quota.period, quota.level, quota.used_bytes, quota.enforced = period, 0, 0, False
         quota.save()
@@ -142,14 +171,13 @@ def _lift(quota: TransferQuota, *, period: date, reason: str) -> None:
 
 
 def lift_transfer_limit(*, server: Server, caller: Caller) -> None:
-    """An admin lifts the month's limit: the throttle is removed and no notice repeats
-    until the next month (a suspension is lifted by unsuspending)."""
+    """An admin lifts the month's limit: the throttle is removed or the quota's suspension
+    lifted (in the admin's name), and no notice repeats until the next month."""
     quota = TransferQuota.objects.filter(server=server).select_related("server__plan").first()
     if quota is None:
         return
     with transaction.atomic():
-        if quota.enforced and server.plan.transfer_policy == TransferPolicy.THROTTLE:
-            queue_bandwidth(server, None)
+        _release(quota, caller)
         quota.enforced = False
         quota.level = 100  # no new notice this month
         quota.save()
