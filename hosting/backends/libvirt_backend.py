@@ -10,6 +10,7 @@ read-only vdb) and the serial console log `<name>.console.log`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -28,6 +29,7 @@ from .libvirt_connections import DEFAULT_CONNECT_TIMEOUT, connect, translated
 from .libvirt_disks import LibvirtDisksMixin
 from .libvirt_migration import migration_host
 from .libvirt_stats import STATE_MAP, STATS_GROUPS, guest_stats
+from .libvirt_volumes import refresh
 from .migration import CancelCheck, MigrationResult, MigrationTuning, never_cancelled
 from .nocloud import seed_iso
 from .power import PowerState
@@ -41,6 +43,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 GIB = 1024**3
+# a console read waits this long for a busy pool (see console_log), then reads on
+CONSOLE_REFRESH_WAIT = 2.0
 
 # QEMU through libvirt offers every capability; the test driver simulates guests that
 # never run code: no migration, no console output, no counters, no backups (it has no
@@ -302,7 +306,10 @@ class LibvirtBackend(LibvirtDisksMixin, Backend):
             pool = self._pool(create=False)
             if pool is None:
                 return ""
-            pool.refresh(0)
+            # the log's current size; while libvirt builds or fills another volume of the
+            # pool (a provisioning, a backup) it refuses: read what it last knew instead
+            with contextlib.suppress(libvirt.libvirtError):
+                refresh(pool, wait=CONSOLE_REFRESH_WAIT)
             vol = self._volume(pool, self.console_log_volume(name))
             if vol is None:
                 return ""
@@ -472,7 +479,7 @@ class LibvirtBackend(LibvirtDisksMixin, Backend):
             pool = self._pool(create=False)
             if pool is None:
                 return
-            pool.refresh(0)
+            refresh(pool)
             # snapshot overlays, memory files and backup scratch files (libvirt_disks)
             extra = [v for v in pool.listVolumes() if v.startswith(self.disk_files_prefixes(name))]
             for vol_name in [*volumes, *extra, self.console_log_volume(name)]:

@@ -34,6 +34,7 @@ from .base import DiskBackup
 from .domain_xml import volume_xml
 from .errors import BackendError, CheckpointMissing, NotSupported, OperationTimeout
 from .libvirt_connections import translated
+from .libvirt_volumes import refresh
 from .spec import ByteSink, Progress, no_progress
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ class LibvirtDisksMixin:
     def _pool_and_dir(self):
         pool = self._pool(create=True)  # type: ignore[attr-defined]
         assert pool is not None
-        pool.refresh(0)
+        refresh(pool)
         return pool, self._pool_path(pool)  # type: ignore[attr-defined]
 
     def _disk_element(self, root: ET.Element) -> ET.Element:
@@ -215,7 +216,7 @@ class LibvirtDisksMixin:
             if dom.isActive():
                 # the running guest moved to the overlay; its next boot must too
                 self._set_disk_file(dom, overlay)
-            pool.refresh(0)
+            refresh(pool)
 
     def revert_snapshot(self, name: str, key: str, *, with_memory: bool = False) -> None:
         with translated(f"revert {name} to snapshot {key}", self.uri):
@@ -279,7 +280,7 @@ class LibvirtDisksMixin:
             else:
                 self._delete_path(overlay)  # left by a failed attempt, not in use
             self._delete_volume(pool, self.memory_volume(name, key))
-            pool.refresh(0)
+            refresh(pool)
 
     def _commit(self, dom: libvirt.virDomain, chain: list[str], overlay: str) -> None:
         """Merge `overlay` into the file below it and remove it from the chain."""
@@ -405,7 +406,7 @@ class LibvirtDisksMixin:
                 if started:
                     dom.destroy()
             virtual = dom.blockInfo(DISK, 0)[0] if dom.isActive() else 0
-            pool.refresh(0)
+            refresh(pool)
             vol = pool.storageVolLookupByName(scratch_name)
             if not virtual:
                 virtual = vol.info()[1]
@@ -494,7 +495,7 @@ class LibvirtDisksMixin:
             size = os.path.getsize(source_path)
             vol = pool.createXML(volume_xml(name=disk_name, capacity_bytes=size, fmt="raw"), 0)
             self._upload(vol, source_path)  # type: ignore[attr-defined]
-            pool.refresh(0)
+            refresh(pool)
             if dom is not None:
                 self._set_disk_volume(dom, pool, disk_name)
 
