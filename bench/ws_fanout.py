@@ -301,7 +301,7 @@ def main() -> None:
     parser.add_argument(
         "--layer",
         choices=["core", "pubsub"],
-        default=os.environ.get("CHANNELS_BACKEND", "core"),
+        default=os.environ.get("CHANNELS_BACKEND", "pubsub"),
         help="channels_redis layer (settings CHANNELS_BACKEND)",
     )
     parser.add_argument("--clients-worker", action="store_true", help=argparse.SUPPRESS)

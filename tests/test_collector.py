@@ -38,6 +38,17 @@ def fresh_collector_state(host):
     cache.delete_many([state_key(host.pk), last_sample_key(host.pk)])
 
 
+@pytest.fixture
+def core_layer(settings):
+    """channels-redis's list layer (CHANNELS_BACKEND=core), whose channels outlive the
+    event loop that made them: `listen` and `received` below use one loop each. The
+    default Pub/Sub layer has its own test (test_a_pass_reaches_sockets_on_the_pubsub_...)."""
+    config = settings.CHANNEL_LAYERS["default"]["CONFIG"]
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": config}
+    }
+
+
 def listen(*groups: str) -> str:
     layer = get_channel_layer()
     channel = async_to_sync(layer.new_channel)()
@@ -65,7 +76,7 @@ def host_stats(t: float, guests: dict[str, dict]) -> HostStats:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_pass_publishes_each_servers_sample_and_the_hosts_totals(server, host):
+def test_a_pass_publishes_each_servers_sample_and_the_hosts_totals(server, host, core_layer):
     # given a server's guest seen once, and sockets on every group of the contract
     channel = listen(
         server_group(server.uuid), customer_group(server.customer_id), host_group(host.pk)
@@ -100,7 +111,7 @@ def test_a_pass_publishes_each_servers_sample_and_the_hosts_totals(server, host)
 
 
 @pytest.mark.django_db(transaction=True)
-def test_groups_nobody_listens_to_are_not_sent_to(server, host):
+def test_groups_nobody_listens_to_are_not_sent_to(server, host, core_layer):
     # given only the fleet is watched
     fleet = listen(FLEET_GROUP)
     name = server.domain_name

@@ -34,8 +34,9 @@ def server(customer):
     return ServerFactory(customer=customer, state=ServerState.RUNNING)
 
 
-def test_uses_the_redis_channel_layer():
-    assert settings.CHANNEL_LAYERS["default"]["BACKEND"] == "channels_redis.core.RedisChannelLayer"
+def test_uses_the_redis_pubsub_channel_layer():
+    backend = settings.CHANNEL_LAYERS["default"]["BACKEND"]
+    assert backend == "channels_redis.pubsub.RedisPubSubChannelLayer"
 
 
 def test_anonymous_socket_is_refused(server):
