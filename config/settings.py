@@ -387,6 +387,8 @@ IMPORT_STAGING = env.path("PADDOCK_IMPORT_STAGING", default=str(VAR_DIR / "impor
 BACKUP_GRACE_DAYS = env.int("PADDOCK_BACKUP_GRACE_DAYS", default=7)
 # At most this many backups run at once on one host (others wait and are retried).
 BACKUPS_PER_HOST = env.int("PADDOCK_BACKUPS_PER_HOST", default=2)
+# At most this many backups write to the backup store at once, over all hosts (0: no limit).
+BACKUPS_PER_STORE = env.int("PADDOCK_BACKUPS_PER_STORE", default=4)
 # An incremental chain is at most this long (a full backup and its incrementals).
 BACKUP_CHAIN_LENGTH = env.int("PADDOCK_BACKUP_CHAIN_LENGTH", default=7)
 # How many old backups the daily verification re-reads (least recently verified first).

@@ -218,3 +218,46 @@ def test_verification_samples_the_least_recently_verified(qemu_server):
     assert job.kind == JobKind.BACKUP_VERIFY and job.params == {"backup": never.pk}
     # the server is busy with that job: nothing more this time
     assert backup_service.verify_sample(count=5) == 0
+
+
+def claim(server) -> Backup:
+    """A backup of `server` claims its slot as the backup job's first step does (again,
+    for the server's backup that waits)."""
+    from hosting.runners import JobContext
+    from hosting.services.backups import _claim_slot
+
+    record = Backup.objects.filter(server=server).first() or Backup.objects.create(
+        server=server, customer=server.customer
+    )
+    job = Job.objects.filter(server=server).first() or Job.objects.create(
+        kind=JobKind.BACKUP, server=server, params={"backup": record.pk}
+    )
+    _claim_slot(JobContext(job=job, server=server, host=server.host, enforce_lease=False), record)
+    record.refresh_from_db()
+    return record
+
+
+def test_backups_wait_for_a_slot_on_their_host_and_in_the_store(settings, qemu_server):
+    from hosting.backends.errors import HostBusy
+
+    from .factories import HostFactory, ServerFactory
+
+    # given one backup at a time per host, two in the store, and a server on another host
+    settings.BACKUPS_PER_HOST, settings.BACKUPS_PER_STORE = 1, 2
+    elsewhere = ServerFactory(customer=qemu_server.customer, host=HostFactory(name="hv-b"))
+    third = ServerFactory(customer=qemu_server.customer, host=HostFactory(name="hv-c"))
+    assert claim(qemu_server).status == BackupStatus.RUNNING
+
+    # then a second backup on the same host waits (a transient error: retried later)
+    with pytest.raises(HostBusy, match="on this host"):
+        claim(ServerFactory(customer=qemu_server.customer, host=qemu_server.host))
+    # one on another host runs, and a third host's waits for the store
+    assert claim(elsewhere).status == BackupStatus.RUNNING
+    with pytest.raises(HostBusy, match="backup store"):
+        claim(third)
+
+    assert Backup.objects.get(server=third).status == BackupStatus.PENDING
+
+    # and when the store's limit is lifted, it runs
+    settings.BACKUPS_PER_STORE = 0
+    assert claim(third).status == BackupStatus.RUNNING

@@ -6,7 +6,8 @@
   compressed, with checksums (hosting/backups/store.py). The manifest records disks,
   sizes, chain, checksums, plan, image, addresses and consistency.
 - Backups count against the plan's `backup_slots`; at most BACKUPS_PER_HOST run at once
-  on one host (a job over that waits and is retried).
+  on one host and BACKUPS_PER_STORE over all hosts (a job over that waits and is
+  retried).
 - Verify re-reads every object of the backup's chain and checks every checksum; beat
   samples the least recently verified backups every day (`verify_sample`).
 - Restore rebuilds the disk from the chain (hosting/backups/images.py) and puts it in
@@ -282,19 +283,32 @@ def _backup_of(ctx: JobContext, name: str = "backup") -> Backup:
     return backup
 
 
+# the PostgreSQL advisory lock that makes claims on different hosts take turns, so that
+# the count against BACKUPS_PER_STORE is right (SQLite's writes take turns anyway)
+STORE_CLAIM_LOCK = 0x70646B_0001
+
+
 def _claim_slot(ctx: JobContext, backup: Backup) -> None:
-    """At most BACKUPS_PER_HOST running backups per host: mark this one running."""
+    """At most BACKUPS_PER_HOST running backups per host, and BACKUPS_PER_STORE writing to
+    the store (0: no limit): mark this one running, or raise HostBusy (retried later)."""
     assert ctx.host is not None
     with transaction.atomic():
         ctx.require_lease()
         Host.objects.select_for_update().get(pk=ctx.host.pk)  # one claim at a time per host
-        running = (
-            Backup.objects.filter(server__host=ctx.host, status=BackupStatus.RUNNING)
-            .exclude(pk=backup.pk)
-            .count()
-        )
-        if running >= settings.BACKUPS_PER_HOST:
-            raise HostBusy(f"{running} backups run on this host already; waiting for a slot.")
+        running = Backup.objects.filter(status=BackupStatus.RUNNING).exclude(pk=backup.pk)
+        on_host = running.filter(server__host=ctx.host).count()
+        if on_host >= settings.BACKUPS_PER_HOST:
+            raise HostBusy(f"{on_host} backups run on this host already; waiting for a slot.")
+        if settings.BACKUPS_PER_STORE > 0:
+            connection = transaction.get_connection()
+            if connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_advisory_xact_lock(%s)", [STORE_CLAIM_LOCK])
+            in_store = running.count()
+            if in_store >= settings.BACKUPS_PER_STORE:
+                raise HostBusy(
+                    f"{in_store} backups write to the backup store already; waiting for a slot."
+                )
         Backup.objects.filter(pk=backup.pk).update(status=BackupStatus.RUNNING, error="")
 
 
