@@ -1,6 +1,7 @@
 """Migration of real guests between the two testbed hosts, through the REST API and a real
 worker: live over shared storage and with the disks copied, a failed pre-check, a
-cancelled migration, and an offline move of a stopped server. The guests' own view is the
+cancelled migration, one that does not converge (escalated, then given up at its time
+limit), and an offline move of a stopped server. The guests' own view is the
 judge: their heartbeat counter (one a second, on their disk, printed every 10) never goes
 back and they never boot again while they move."""
 
@@ -47,7 +48,7 @@ def migrate(client, server: Server, **body) -> dict:
 
 
 def test_migration(
-    testbed, celery_worker, billing_client, owner_client, customer, tiny_plan, tiny_image
+    testbed, celery_worker, billing_client, owner_client, customer, tiny_plan, tiny_image, settings
 ):
     hv1, hv2 = Host.objects.get(name="tb-hv1"), Host.objects.get(name="tb-hv2")
     assert layout.SHARED_POOL in hv1.shared_pools and hv2.migration_address
@@ -127,6 +128,29 @@ def test_migration(
     assert (shared.host, shared.state) == (source, ServerState.RUNNING)
     assert shared.domain_name in running(source)
     assert shared.domain_name not in domains(target)
+
+    # not converging (a trickle of bandwidth, no post-copy): the downtime target is raised
+    # step by step, then the time limit aborts it cleanly; the guest runs on where it was
+    settings.MIGRATION_ESCALATE_AFTER = settings.MIGRATION_ESCALATE_EVERY = 2.0
+    before = shared_text()
+    job = migrate(
+        billing_client,
+        shared,
+        target_host=target.name,
+        bandwidth_mib_s=1,
+        postcopy=False,
+        timeout_s=12,
+    )
+    assert job["status"] == "failed", job
+    assert "did not finish within 12 s" in job["error"], job["error"]
+    steps = " ".join(job["log"])
+    for downtime in (100, 200, settings.MIGRATION_MAX_DOWNTIME_MS):
+        assert f"downtime target raised to {downtime} ms" in steps, job["log"]
+    shared.refresh_from_db()
+    assert (shared.host, shared.state) == (source, ServerState.RUNNING)
+    assert shared.domain_name in running(source)
+    assert shared.domain_name not in domains(target)
+    assert_kept_running(shared_text, before)
 
     # live over shared storage, while the heartbeat runs
     before = shared_text()
