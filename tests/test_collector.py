@@ -38,15 +38,18 @@ def fresh_collector_state(host):
     cache.delete_many([state_key(host.pk), last_sample_key(host.pk)])
 
 
+def use_layer(settings, backend: str) -> None:
+    """The channel layer `backend` (a channels-redis class) with the configured Redis."""
+    config = settings.CHANNEL_LAYERS["default"]["CONFIG"]
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": backend, "CONFIG": config}}
+
+
 @pytest.fixture
 def core_layer(settings):
     """channels-redis's list layer (CHANNELS_BACKEND=core), whose channels outlive the
     event loop that made them: `listen` and `received` below use one loop each. The
     default Pub/Sub layer has its own test (test_a_pass_reaches_sockets_on_the_pubsub_...)."""
-    config = settings.CHANNEL_LAYERS["default"]["CONFIG"]
-    settings.CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": config}
-    }
+    use_layer(settings, "channels_redis.core.RedisChannelLayer")
 
 
 def listen(*groups: str) -> str:
@@ -224,13 +227,7 @@ def test_beat_queues_passes_that_a_worker_on_the_stats_queue_runs(host, transact
 @pytest.mark.django_db(transaction=True)
 def test_a_pass_reaches_sockets_on_the_pubsub_layer_in_one_pipeline(server, host, settings):
     # given channels-redis's Pub/Sub layer, and a socket on the server's group only
-    layer_settings = settings.CHANNEL_LAYERS["default"]
-    settings.CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": layer_settings["CONFIG"],
-        }
-    }
+    use_layer(settings, "channels_redis.pubsub.RedisPubSubChannelLayer")
     name = server.domain_name
     record_pass(host=host, current=host_stats(T0, {name: record()}), publish=False)
 

@@ -48,3 +48,13 @@ def test_other_errors_and_a_pool_busy_too_long_are_raised():
     with pytest.raises(libvirt.libvirtError, match="asynchronous jobs"):
         refresh(busy, wait=0.5)  # type: ignore[arg-type]
     assert 2 <= busy.calls < 10
+
+
+def test_a_reader_that_may_go_on_stale_does_so_only_for_a_busy_pool():
+    # a console read: after its short wait on a busy pool, it reads what libvirt last knew
+    busy = Pool(*[BUSY] * 100)
+    refresh(busy, wait=0.3, stale_ok=True)  # type: ignore[arg-type]
+    assert busy.calls >= 2
+    # any other error is still raised
+    with pytest.raises(libvirt.libvirtError, match="not active"):
+        refresh(Pool("storage pool 'paddock' is not active"), wait=5, stale_ok=True)  # type: ignore[arg-type]

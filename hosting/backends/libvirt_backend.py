@@ -10,7 +10,6 @@ read-only vdb) and the serial console log `<name>.console.log`.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import time
@@ -308,8 +307,7 @@ class LibvirtBackend(LibvirtDisksMixin, Backend):
                 return ""
             # the log's current size; while libvirt builds or fills another volume of the
             # pool (a provisioning, a backup) it refuses: read what it last knew instead
-            with contextlib.suppress(libvirt.libvirtError):
-                refresh(pool, wait=CONSOLE_REFRESH_WAIT)
+            refresh(pool, wait=CONSOLE_REFRESH_WAIT, stale_ok=True)
             vol = self._volume(pool, self.console_log_volume(name))
             if vol is None:
                 return ""

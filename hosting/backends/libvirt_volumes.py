@@ -69,9 +69,12 @@ def domain_disks(conn: libvirt.virConnect, xml: str) -> list[Disk]:
     return disks
 
 
-def refresh(pool: libvirt.virStoragePool, *, wait: float = REFRESH_WAIT) -> None:
+def refresh(
+    pool: libvirt.virStoragePool, *, wait: float = REFRESH_WAIT, stale_ok: bool = False
+) -> None:
     """`pool.refresh`, again after a pause while libvirt says the pool is busy building
-    or filling a volume (up to `wait` seconds)."""
+    or filling a volume (up to `wait` seconds). Still busy then: raises, or with
+    `stale_ok` returns, leaving the volumes as libvirt last read them."""
     deadline = time.monotonic() + wait
     pause = 0.1
     while True:
@@ -79,7 +82,11 @@ def refresh(pool: libvirt.virStoragePool, *, wait: float = REFRESH_WAIT) -> None
             pool.refresh(0)
             return
         except libvirt.libvirtError as exc:
-            if BUSY_POOL not in str(exc) or time.monotonic() + pause > deadline:
+            if BUSY_POOL not in str(exc):
+                raise
+            if time.monotonic() + pause > deadline:
+                if stale_ok:
+                    return
                 raise
         time.sleep(pause)
         pause = min(pause * 2, 2.0)
